@@ -1,0 +1,155 @@
+"""Early-exit evaluation of a trained Keras RAViT over a dataset.
+
+The model runs once over the data; every exit's logits are kept and all the
+early-exit figures (per-exit accuracy, routed accuracy at thresholds, sweeps,
+calibrated thresholds) are computed from them with ``ravit_keras.early_exit``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ravit_keras import early_exit, flops
+from ravit_keras.config import RAViTConfig
+from ravit_keras.io_utils import atomic_write_json
+
+
+def predict_exit_logits(model, data, batch_size: int = 256, verbose: int | str = 0) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Runs ``model`` once and returns ``(logits of every exit in exit order, labels)``.
+
+    Args:
+        model: a ``RAViT``.
+        data: a ``DataSplit`` (labels are returned), a batched ``tf.data`` pipeline
+            of ``(images, labels-or-dict)``, or a uint8/float array of images
+            (labels are then ``None``).
+    """
+    from ravit_keras.data import DataSplit, make_pipeline
+
+    names = model.ravit_config.exit_names
+    if isinstance(data, DataSplit):
+        data = make_pipeline(data, model.ravit_config, batch_size, training=False)
+    if isinstance(data, np.ndarray):
+        outputs = model.predict(data.astype("float32"), batch_size=batch_size, verbose=verbose)
+        return [np.asarray(outputs[n]) for n in names], None
+    logits = {n: [] for n in names}
+    labels = []
+    for images, y in data:
+        out = model(images, training=False)
+        for n in names:
+            logits[n].append(np.asarray(out[n]))
+        labels.append(np.asarray(y[names[0]] if isinstance(y, Mapping) else y))
+    return [np.concatenate(logits[n]) for n in names], np.concatenate(labels).astype(np.int64)
+
+
+def evaluate_logits(
+    config: RAViTConfig,
+    exit_logits: Sequence[np.ndarray],
+    labels: np.ndarray,
+    *,
+    thresholds: Any = None,
+    sweep_thresholds: Sequence[float] | None = None,
+    calibration: tuple[Sequence[np.ndarray], np.ndarray] | None = None,
+    mac_budget: float | None = None,
+    max_accuracy_drop: float | None = None,
+    baselines: Mapping[str, tuple[float, float]] | None = None,
+    out_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """All early-exit figures of one model from its exit logits.
+
+    Args:
+        config: the model's configuration (exit costs come from the cost model).
+        exit_logits, labels: the evaluation split.
+        thresholds: optional τ (scalar or per exit) to report routed results for.
+        sweep_thresholds: τ grid for the sweep (default: ``early_exit.default_threshold_grid``).
+        calibration: optional ``(exit_logits, labels)`` of a separate split on
+            which thresholds are calibrated to ``mac_budget`` or ``max_accuracy_drop``;
+            the chosen thresholds are then evaluated on the evaluation split.
+        baselines: optional ``{name: (mflops, accuracy)}`` points for the plot.
+        out_dir: if given, writes report.json, sweep.csv, sweep.json,
+            accuracy_vs_mflops.png and exit_histogram.png there.
+    """
+    exit_macs = flops.exit_macs(config)
+    report: dict[str, Any] = {
+        "config": config.name,
+        "layers": config.layer_spec,
+        "num_images": int(len(labels)),
+        "exit_names": list(config.exit_names),
+        "exit_macs": exit_macs,
+        "macs": flops.model_macs(config),
+        "mflops": 2 * flops.model_macs(config) / 1e6,
+    }
+    no_exit = early_exit.evaluate_exits(exit_logits, labels, 0.0, exit_macs)
+    report["per_exit_accuracy"] = no_exit["per_exit_accuracy"]
+    report["accuracy"] = no_exit["accuracy"]
+    if thresholds is not None:
+        report["at_thresholds"] = early_exit.evaluate_exits(exit_logits, labels, thresholds, exit_macs)
+    rows = []
+    if len(exit_logits) > 1:
+        rows = early_exit.sweep(exit_logits, labels, exit_macs, sweep_thresholds)
+        report["sweep"] = rows
+    if calibration is not None and len(exit_logits) > 1:
+        cal_logits, cal_labels = calibration
+        chosen = early_exit.calibrate_thresholds(
+            cal_logits, cal_labels, exit_macs, mac_budget=mac_budget,
+            max_accuracy_drop=max_accuracy_drop,
+        )
+        report["calibrated"] = {
+            "thresholds": chosen["thresholds"],
+            "mac_budget": mac_budget,
+            "max_accuracy_drop": max_accuracy_drop,
+            "on_calibration_split": chosen["calibration"],
+            "on_evaluation_split": early_exit.evaluate_exits(
+                exit_logits, labels, chosen["thresholds"], exit_macs
+            ),
+        }
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "report.json", report)
+        if rows:
+            early_exit.save_sweep(rows, out / "sweep.csv")
+            early_exit.save_sweep(rows, out / "sweep.json")
+            early_exit.plot_accuracy_vs_flops(
+                rows, out / "accuracy_vs_mflops.png", baselines=baselines,
+                title=f"{config.name} RAViT {config.layer_spec}",
+            )
+        counts = (report.get("at_thresholds") or no_exit)["exit_counts"]
+        early_exit.plot_exit_histogram(counts, config.exit_names, out / "exit_histogram.png")
+    return report
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """A short human-readable summary of ``evaluate_logits``'s report."""
+    lines = [
+        f"RAViT {report['layers']} ({report['config']}), {report['num_images']} images, "
+        f"{report['mflops']:.2f} MFLOPs without early exit",
+        "per-exit accuracy: " + ", ".join(
+            f"{n} {100 * a:.2f}%" for n, a in zip(report["exit_names"], report["per_exit_accuracy"])
+        ),
+    ]
+    if "at_thresholds" in report:
+        r = report["at_thresholds"]
+        lines.append(
+            f"thresholds {r['thresholds']}: accuracy {100 * r['accuracy']:.2f}%, "
+            f"{r['avg_mflops']:.2f} MFLOPs, exits {r['exit_counts']}"
+        )
+    if report.get("sweep"):
+        lines.append(f"{'tau':>8} {'accuracy':>9} {'MFLOPs':>8}  exits")
+        for row in report["sweep"]:
+            tau = row.get("tau")
+            tau = f"{tau:8.3f}" if tau is not None else f"{str(row['thresholds']):>8}"
+            lines.append(
+                f"{tau} {100 * row['accuracy']:8.2f}% {row['avg_mflops']:8.2f}  {row['exit_counts']}"
+            )
+    if "calibrated" in report:
+        c = report["calibrated"]
+        e = c["on_evaluation_split"]
+        lines.append(
+            f"calibrated thresholds {[round(t, 4) for t in c['thresholds']]}: "
+            f"accuracy {100 * e['accuracy']:.2f}%, {e['avg_mflops']:.2f} MFLOPs on the evaluation split"
+        )
+    return "\n".join(lines)

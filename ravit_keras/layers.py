@@ -1,0 +1,222 @@
+"""RAViT building blocks, written with ``keras.ops`` so they run on any backend.
+
+Each layer is registered serializable and round-trips through ``get_config``.
+The ops are chosen with the int8 TFLite graph in mind: fixed shapes, separate
+query/key/value projections (each gets its own quantisation parameters) and
+plain matmuls for attention.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+PACKAGE = "ravit"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PatchEmbedding(keras.layers.Layer):
+    """Splits an image into non-overlapping patches and projects each to a token.
+
+    Args:
+        hidden_dim: int. Token width ``d``.
+        patch_size: int. Patch side ``P``; the image sides must be multiples of it.
+    """
+
+    def __init__(self, hidden_dim, patch_size, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_dim = int(hidden_dim)
+        self.patch_size = int(patch_size)
+        self.projection = keras.layers.Conv2D(
+            self.hidden_dim,
+            kernel_size=self.patch_size,
+            strides=self.patch_size,
+            padding="valid",
+            name="projection",
+            dtype=self.dtype_policy,
+        )
+
+    def build(self, input_shape):
+        h, w = input_shape[1], input_shape[2]
+        if h is None or w is None or h % self.patch_size or w % self.patch_size:
+            raise ValueError(
+                f"Image size {h}x{w} is not divisible by patch size {self.patch_size}."
+            )
+        self.projection.build(input_shape)
+        self.num_patches = (h // self.patch_size) * (w // self.patch_size)
+
+    def call(self, images):
+        x = self.projection(images)
+        return ops.reshape(x, (-1, self.num_patches, self.hidden_dim))
+
+    def compute_output_shape(self, input_shape):
+        n = (input_shape[1] // self.patch_size) * (input_shape[2] // self.patch_size)
+        return (input_shape[0], n, self.hidden_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_dim=self.hidden_dim, patch_size=self.patch_size)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ClassToken(keras.layers.Layer):
+    """Prepends a CLS token to a token sequence.
+
+    Called on ``tokens`` alone it prepends its own learned token (the first
+    branch). Called on ``[tokens, cls]`` it prepends the given ``cls`` vector of
+    shape ``(batch, d)`` instead: the CLS hand-over between branches.
+    """
+
+    def __init__(self, learned=True, **kwargs):
+        super().__init__(**kwargs)
+        self.learned = bool(learned)
+
+    def build(self, input_shape):
+        if self.learned:
+            d = input_shape[-1]
+            self.token = self.add_weight(
+                name="token",
+                shape=(1, 1, d),
+                initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            )
+
+    def call(self, inputs):
+        if self.learned:
+            tokens = inputs
+            cls = ops.broadcast_to(
+                ops.cast(self.token, tokens.dtype),
+                (ops.shape(tokens)[0], 1, ops.shape(tokens)[-1]),
+            )
+        else:
+            tokens, cls = inputs
+            cls = ops.expand_dims(cls, axis=1)
+        return ops.concatenate([cls, tokens], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        shape = input_shape if self.learned else input_shape[0]
+        n = None if shape[1] is None else shape[1] + 1
+        return (shape[0], n, shape[2])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(learned=self.learned)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned position embedding, one vector per token (CLS included)."""
+
+    def build(self, input_shape):
+        self.num_tokens = input_shape[1]
+        if self.num_tokens is None:
+            raise ValueError("PositionEmbedding needs a fixed number of tokens.")
+        self.embedding = self.add_weight(
+            name="embedding",
+            shape=(1, self.num_tokens, input_shape[-1]),
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        )
+
+    def call(self, tokens):
+        return tokens + ops.cast(self.embedding, tokens.dtype)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TransformerEncoderBlock(keras.layers.Layer):
+    """Pre-norm ViT encoder layer: ``x + MHSA(LN(x))`` then ``x + MLP(LN(x))``.
+
+    Args:
+        hidden_dim: int. Token width ``d``.
+        num_heads: int. Attention heads; must divide ``hidden_dim``.
+        mlp_dim: int. Hidden width ``h`` of the two-layer GELU MLP.
+        dropout: float, default 0. Dropout after the attention projection and the MLP.
+        layer_norm_epsilon: float, default 1e-6.
+    """
+
+    def __init__(self, hidden_dim, num_heads, mlp_dim, dropout=0.0,
+                 layer_norm_epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        if hidden_dim % num_heads:
+            raise ValueError(
+                f"hidden_dim {hidden_dim} is not divisible by num_heads {num_heads}."
+            )
+        self.hidden_dim = int(hidden_dim)
+        self.num_heads = int(num_heads)
+        self.mlp_dim = int(mlp_dim)
+        self.dropout = float(dropout)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.head_dim = self.hidden_dim // self.num_heads
+
+        def dense(units, name, activation=None):
+            return keras.layers.Dense(
+                units, activation=activation, name=name, dtype=self.dtype_policy,
+                kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            )
+
+        def norm(name):
+            return keras.layers.LayerNormalization(
+                epsilon=self.layer_norm_epsilon, name=name, dtype=self.dtype_policy
+            )
+
+        self.attention_norm = norm("attention_norm")
+        self.query = dense(self.hidden_dim, "query")
+        self.key = dense(self.hidden_dim, "key")
+        self.value = dense(self.hidden_dim, "value")
+        self.attention_output = dense(self.hidden_dim, "attention_output")
+        self.mlp_norm = norm("mlp_norm")
+        self.mlp_hidden = dense(self.mlp_dim, "mlp_hidden", activation="gelu")
+        self.mlp_output = dense(self.hidden_dim, "mlp_output")
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        token_shape = (input_shape[0], input_shape[1], self.hidden_dim)
+        for layer in (self.attention_norm, self.query, self.key, self.value,
+                      self.attention_output, self.mlp_norm, self.mlp_hidden):
+            layer.build(token_shape)
+        self.mlp_output.build((input_shape[0], input_shape[1], self.mlp_dim))
+
+    def _split_heads(self, x, n):
+        x = ops.reshape(x, (-1, n, self.num_heads, self.head_dim))
+        return ops.transpose(x, (0, 2, 1, 3))
+
+    def call(self, x, training=None):
+        n = ops.shape(x)[1]
+        y = self.attention_norm(x)
+        q = self._split_heads(self.query(y), n)
+        k = self._split_heads(self.key(y), n)
+        v = self._split_heads(self.value(y), n)
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
+        weights = ops.softmax(scores * (1.0 / math.sqrt(self.head_dim)), axis=-1)
+        attended = ops.matmul(weights, v)
+        attended = ops.reshape(ops.transpose(attended, (0, 2, 1, 3)), (-1, n, self.hidden_dim))
+        x = x + self.dropout_layer(self.attention_output(attended), training=training)
+        y = self.mlp_hidden(self.mlp_norm(x))
+        return x + self.dropout_layer(self.mlp_output(y), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            hidden_dim=self.hidden_dim,
+            num_heads=self.num_heads,
+            mlp_dim=self.mlp_dim,
+            dropout=self.dropout,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ClassTokenSlice(keras.layers.Layer):
+    """Takes the CLS token (position 0) out of a token sequence: (B, n, d) -> (B, d)."""
+
+    def call(self, tokens):
+        return ops.squeeze(tokens[:, :1, :], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
