@@ -35,14 +35,12 @@ def predict_exit_logits(model, data, batch_size: int = 256, verbose: int | str =
     if isinstance(data, np.ndarray):
         outputs = model.predict(data.astype("float32"), batch_size=batch_size, verbose=verbose)
         return [np.asarray(outputs[n]) for n in names], None
-    logits = {n: [] for n in names}
-    labels = []
-    for images, y in data:
-        out = model(images, training=False)
-        for n in names:
-            logits[n].append(np.asarray(out[n]))
-        labels.append(np.asarray(y[names[0]] if isinstance(y, Mapping) else y))
-    return [np.concatenate(logits[n]) for n in names], np.concatenate(labels).astype(np.int64)
+    # predict() runs a compiled function; labels come from a second, cheap pass.
+    outputs = model.predict(data.map(lambda x, y: x), verbose=verbose)
+    labels = np.concatenate([
+        np.asarray(y[names[0]] if isinstance(y, Mapping) else y) for y in data.map(lambda x, y: y)
+    ])
+    return [np.asarray(outputs[n]) for n in names], labels.astype(np.int64)
 
 
 def evaluate_logits(

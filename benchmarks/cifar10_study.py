@@ -1,0 +1,141 @@
+"""CIFAR-10 study: classic ViT-3 / ViT-4 vs RAViT 1-3 under one recipe and budget.
+
+Trains each model with the same recipe (AdamW, cosine, pad-crop-flip) and epoch
+budget, then reports top-1, MFLOPs and RAViT's early-exit sweep, plus training
+throughput (images/s). Writes ``OUT/results.json``, ``OUT/results.md`` and a plot
+of accuracy vs MFLOPs. Re-running resumes unfinished trainings.
+
+    python benchmarks/cifar10_study.py --data ../shared/data-materialised/cifar-10-batches-py \
+        --epochs 3 --out runs/cifar10_study
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from ravit_keras import early_exit, flops  # noqa: E402
+from ravit_keras.config import get_config  # noqa: E402
+from ravit_keras.data import load_split, make_pipeline  # noqa: E402
+from ravit_keras.evaluation import evaluate_logits, predict_exit_logits  # noqa: E402
+from ravit_keras.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
+from ravit_keras.model import RAViT, load_ravit  # noqa: E402
+from ravit_keras.train import MODEL_FILE, TrainingConfig, compile_ravit, make_optimizer, train  # noqa: E402
+
+MODELS = {"ViT-3": "0-3", "ViT-4": "0-4", "RAViT 1-3": "1-3"}
+
+
+def measure_throughput(config, batch_size: int, steps: int, seed: int = 0) -> float:
+    """Training images/s of ``config`` on random data, after one warm-up call."""
+    import tensorflow as tf
+
+    model = compile_ravit(RAViT(config), make_optimizer(1e-3, 0.05, 1000, 10))
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 255, (batch_size * steps, *config.image_size, 3)).astype("float32")
+    y = rng.integers(0, config.num_classes, len(x))
+    ds = tf.data.Dataset.from_tensor_slices((x, {n: y for n in config.exit_names}))
+    ds = ds.batch(batch_size).prefetch(2)
+    model.fit(ds.take(2), epochs=1, verbose=0)  # Compiles the XLA step.
+    start = time.perf_counter()
+    model.fit(ds, epochs=1, verbose=0)
+    return len(x) / (time.perf_counter() - start)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="CIFAR-10 source (python folder, .tar.gz, .npz or tfds:cifar10)")
+    p.add_argument("--out", default="runs/cifar10_study")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup-epochs", type=float, default=0.5)
+    p.add_argument("--limit-train", type=int, help="use only the first N training images")
+    p.add_argument("--throughput-steps", type=int, default=12, help="0 skips the throughput measurement")
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
+    args = p.parse_args(argv)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = get_config("cifar10")
+    recipe = TrainingConfig(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=0,
+    )
+    train_split = load_split(args.data, "train", num_examples=args.limit_train)
+    test_split = load_split(args.data, "test")
+    results = {"recipe": recipe.__dict__, "train_images": train_split.num_examples,
+               "test_images": test_split.num_examples, "models": {}}
+    names = [m.strip() for m in args.models.split(",")]
+    for name in names:
+        config = base.replace(layers=MODELS[name])
+        run = out / name.replace(" ", "_")
+        entry = {"layers": config.layer_spec, "mflops": 2 * flops.model_macs(config) / 1e6}
+        if args.throughput_steps:
+            entry["train_images_per_s"] = measure_throughput(config, args.batch_size, args.throughput_steps)
+            print(f"{name}: {entry['train_images_per_s']:.1f} training images/s", flush=True)
+        if not (run / MODEL_FILE).exists():
+            start = time.perf_counter()
+            ds = make_pipeline(train_split, config, args.batch_size, training=True, seed=0)
+            train(config, ds, run, recipe, verbose=2)
+            entry["train_seconds"] = time.perf_counter() - start
+        model = load_ravit(str(run / MODEL_FILE))
+        logits, labels = predict_exit_logits(model, test_split)
+        report = evaluate_logits(config, logits, labels, out_dir=run / "eval")
+        entry.update(top1=report["accuracy"], per_exit_accuracy=report["per_exit_accuracy"])
+        if len(logits) > 1:
+            entry["sweep"] = report["sweep"]
+        results["models"][name] = entry
+        atomic_write_json(out / "results.json", results)
+        print(f"{name}: top-1 {100 * entry['top1']:.2f}% at {entry['mflops']:.1f} MFLOPs", flush=True)
+
+    baselines = {n: (e["mflops"], e["top1"]) for n, e in results["models"].items() if "sweep" not in e}
+    for name, entry in results["models"].items():
+        if "sweep" in entry:
+            early_exit.plot_accuracy_vs_flops(
+                entry["sweep"], out / "accuracy_vs_mflops.png", baselines=baselines,
+                title=f"CIFAR-10, {args.epochs} epochs: {name} early exit vs classic ViTs",
+            )
+    atomic_write_text(out / "results.md", format_markdown(results, args))
+    print((out / "results.md").read_text())
+    return 0
+
+
+def format_markdown(results, args) -> str:
+    lines = [
+        f"Budget: {args.epochs} epochs on {results['train_images']} training images, batch "
+        f"{args.batch_size}, AdamW lr {args.lr} wd {args.weight_decay}, cosine, warm-up "
+        f"{args.warmup_epochs} epochs; test on {results['test_images']} images.",
+        "",
+        "| model | layers | MFLOPs | top-1 (%) | per-exit top-1 (%) | train images/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, e in results["models"].items():
+        per_exit = ", ".join(f"{100 * a:.2f}" for a in e["per_exit_accuracy"])
+        tput = f"{e['train_images_per_s']:.0f}" if "train_images_per_s" in e else "-"
+        lines.append(f"| {name} | {e['layers']} | {e['mflops']:.2f} | {100 * e['top1']:.2f} | {per_exit} | {tput} |")
+    for name, e in results["models"].items():
+        if "sweep" not in e:
+            continue
+        lines += ["", f"Early-exit sweep of {name} (same τ at every exit):", "",
+                  "| τ | top-1 (%) | avg MFLOPs | exits |", "|---|---|---|---|"]
+        seen = set()
+        for row in e["sweep"]:
+            key = (round(row["accuracy"], 4), round(row["avg_mflops"], 2))
+            if key in seen:
+                continue
+            seen.add(key)
+            lines.append(f"| {row['tau']:.3f} | {100 * row['accuracy']:.2f} | {row['avg_mflops']:.2f} | {row['exit_counts']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
