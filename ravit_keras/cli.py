@@ -160,6 +160,88 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _calibration(args, config, limit):
+    split = _load(args, args.calibration_split, config, limit)
+    images, labels = split.as_numpy()
+    return images, labels, split.class_names
+
+
+def cmd_convert(args) -> int:
+    from ravit_keras.export import ConversionOptions, convert
+
+    model = _load_model(args.model)
+    config = model.ravit_config
+    images, labels, names = _calibration(args, config, args.calibration_images)
+    print(f"Converting RAViT {config.layer_spec} to {args.mode} submodels, calibrated on "
+          f"{min(args.num_calibration, len(images))} {args.data} {args.calibration_split} images "
+          f"(thresholds on {len(images)})", flush=True)
+    options = ConversionOptions(mode=args.mode, num_calibration=args.num_calibration)
+    manifest = convert(model, args.out, images, labels, class_names=names, options=options,
+                       overwrite=args.overwrite)
+    print(f"mode: {manifest['quantization']}; default thresholds: "
+          f"{[round(t, 4) for t in manifest['default_thresholds']]}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from ravit_keras.io_utils import atomic_write_json
+    from ravit_keras.scheduler import RAViTScheduler
+
+    sched = RAViTScheduler(args.model, num_threads=args.threads)
+    chosen = [a for a in ("thresholds", "mac_budget", "latency_budget_ms", "battery") if getattr(args, a) is not None]
+    if len(chosen) > 1:
+        raise ValueError(f"Give at most one of --thresholds, --mac-budget, --latency-budget-ms, --battery; got {chosen}.")
+    if args.thresholds is not None:
+        sched.set_thresholds(args.thresholds)
+    elif args.mac_budget is not None:
+        sched.set_thresholds(sched.thresholds_for_mac_budget(args.mac_budget))
+    elif args.latency_budget_ms is not None:
+        sched.set_thresholds(sched.thresholds_for_latency_budget(args.latency_budget_ms))
+    elif args.battery is not None:
+        sched.set_thresholds(sched.battery_thresholds(args.battery))
+    m = sched.manifest
+    shape = (m["image"]["height"], m["image"]["width"])
+    split = _load(args, args.split, _SizeOnly(shape, m["num_classes"]), args.limit)
+    images = (img for img, _ in split.dataset.as_numpy_iterator())
+    labels = (int(lbl) for _, lbl in split.dataset.as_numpy_iterator())
+    print(f"Scheduling {split.num_examples} {args.data} {args.split} images through "
+          f"{len(sched.submodels)} {m['quantization']} submodels, thresholds {[round(t, 4) for t in sched.thresholds]}",
+          flush=True)
+    report = sched.evaluate(images, labels, progress=args.verbose, total=split.num_examples)
+    lat = report["latency_ms"]
+    print(f"accuracy {100 * report['accuracy']:.2f}%  exits {report['exit_counts']}  "
+          f"{report['avg_mflops']:.2f} MFLOPs/image  latency mean {lat['mean']:.3f} ms, "
+          f"p50 {lat['p50']:.3f}, p90 {lat['p90']:.3f}, p99 {lat['p99']:.3f}  "
+          f"scheduler overhead {100 * report['scheduler_overhead_fraction']:.1f}% of invoke time")
+    if args.out:
+        atomic_write_json(args.out, report)
+        print(f"Wrote {args.out}")
+    return 0
+
+
+class _SizeOnly:
+    """The two config fields ``_load`` needs, for commands that have a manifest, not a config."""
+
+    def __init__(self, image_size, num_classes):
+        self.image_size, self.num_classes = image_size, num_classes
+
+
+def cmd_bench(args) -> int:
+    from ravit_keras.benchmark import run_benchmark
+
+    model = _load_model(args.model)
+    baseline = _load_model(args.baseline)
+    config = model.ravit_config
+    test = _load(args, args.split, config, args.limit)
+    images, labels = test.as_numpy()
+    cal_images, cal_labels, names = _calibration(args, config, args.calibration_images)
+    result = run_benchmark(model, baseline, images, labels, cal_images, cal_labels, args.out,
+                           thresholds=args.thresholds, num_threads=args.threads,
+                           naive=not args.no_naive, class_names=names)
+    print((Path(args.out) / "benchmark.md").read_text())
+    return 0 if result else 1
+
+
 def cmd_demo(args) -> int:
     """Train a small RAViT on generated data, evaluate its exits, convert and schedule."""
     out = Path(args.out)
@@ -173,7 +255,14 @@ def cmd_demo(args) -> int:
                "--limit", str(args.test_images), "--mac-budget", str(args.mac_budget_fraction),
                "--calibration-split", "train", "--calibration-limit", str(args.test_images),
                "--out", str(out / "eval")])
-    return rc
+    if rc:
+        return rc
+    rc = main(["convert", "--model", str(out / "train"), "--data", "generated",
+               "--calibration-images", str(args.test_images), "--out", str(out / "tflite"), "--overwrite"])
+    if rc:
+        return rc
+    return main(["run", "--model", str(out / "tflite"), "--data", "generated", "--split", "test",
+                 "--limit", str(args.test_images), "--out", str(out / "run.json")])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,6 +313,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="NAME=MODEL: a classic ViT to show as a point on the plot (repeatable)")
     p.add_argument("--out", help="folder for report.json, sweep.csv/json and plots")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("convert", help="trained model -> TFLite submodels + manifest (int8 by default)")
+    p.add_argument("--model", required=True, help=".keras file or training run folder")
+    _add_data_args(p)
+    p.add_argument("--out", required=True, help="output folder (written atomically)")
+    p.add_argument("--mode", default="int8", choices=("int8", "int16x8", "float32"))
+    p.add_argument("--num-calibration", type=int, default=200, help="images that calibrate int8 ranges")
+    p.add_argument("--calibration-images", type=int, default=2000,
+                   help="images (with labels) that calibrate the early-exit thresholds")
+    p.add_argument("--calibration-split", default="train")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("run", help="the device-emulating scheduler over a dataset, one image at a time")
+    p.add_argument("--model", required=True, help="folder written by ravit convert")
+    _add_data_args(p)
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--thresholds", type=_floats, help="τ, one value or one per exit")
+    p.add_argument("--mac-budget", type=float, help="average MACs per image (<= 1: fraction of the full model)")
+    p.add_argument("--latency-budget-ms", type=float, help="expected latency per image, measured here")
+    p.add_argument("--battery", type=float, help="battery level 0..1 for the battery-aware policy")
+    p.add_argument("--out", help="write the report as JSON")
+    p.add_argument("--verbose", action="store_true", help="progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("bench", help="latency of RAViT vs a classic ViT, int8 and float, side by side")
+    p.add_argument("--model", required=True, help="trained RAViT (.keras or run folder)")
+    p.add_argument("--baseline", required=True, help="trained classic ViT of the compared depth")
+    _add_data_args(p)
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, default=2000)
+    p.add_argument("--calibration-images", type=int, default=2000)
+    p.add_argument("--calibration-split", default="train")
+    p.add_argument("--thresholds", type=_floats, default=[0.0, 0.05, 0.1, 0.2, 0.3, 0.5])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-naive", action="store_true", help="skip the naive Keras-graph ViT baseline")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="end to end on generated data (no network): train, eval, convert, run")
     p.add_argument("--out", default="runs/demo")

@@ -125,6 +125,28 @@ class PositionEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class LayerNorm(keras.layers.LayerNormalization):
+    """``keras.layers.LayerNormalization`` over the last axis, as plain ops.
+
+    Same weights, config and result; only the graph differs: mean, centre,
+    mean of squares, rsqrt, scale and shift. Keras's TF lowering adds a NEG
+    and SQUARED_DIFFERENCE that int8 TFLite runs in float between
+    DEQUANTIZE/QUANTIZE pairs and int16x8 cannot quantise at all.
+    """
+
+    def call(self, x):
+        mean = ops.mean(x, axis=-1, keepdims=True)
+        centred = x - mean
+        variance = ops.mean(centred * centred, axis=-1, keepdims=True)
+        y = centred * ops.rsqrt(variance + self.epsilon)
+        if self.scale:
+            y = y * ops.cast(self.gamma, y.dtype)
+        if self.center:
+            y = y + ops.cast(self.beta, y.dtype)
+        return y
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class TransformerEncoderBlock(keras.layers.Layer):
     """Pre-norm ViT encoder layer: ``x + MHSA(LN(x))`` then ``x + MLP(LN(x))``.
 
@@ -134,10 +156,14 @@ class TransformerEncoderBlock(keras.layers.Layer):
         mlp_dim: int. Hidden width ``h`` of the two-layer GELU MLP.
         dropout: float, default 0. Dropout after the attention projection and the MLP.
         layer_norm_epsilon: float, default 1e-6.
+        cls_only: bool, default False. Return only the updated CLS token
+            (B, 1, d). For a branch's last layer nothing reads the other tokens,
+            so its query, attention output and MLP run on one token instead of
+            n: same logits and CLS, far less work.
     """
 
     def __init__(self, hidden_dim, num_heads, mlp_dim, dropout=0.0,
-                 layer_norm_epsilon=1e-6, **kwargs):
+                 layer_norm_epsilon=1e-6, cls_only=False, **kwargs):
         super().__init__(**kwargs)
         if hidden_dim % num_heads:
             raise ValueError(
@@ -148,6 +174,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.mlp_dim = int(mlp_dim)
         self.dropout = float(dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.cls_only = bool(cls_only)
         self.head_dim = self.hidden_dim // self.num_heads
 
         def dense(units, name, activation=None):
@@ -157,7 +184,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
             )
 
         def norm(name):
-            return keras.layers.LayerNormalization(
+            return LayerNorm(
                 epsilon=self.layer_norm_epsilon, name=name, dtype=self.dtype_policy
             )
 
@@ -185,23 +212,30 @@ class TransformerEncoderBlock(keras.layers.Layer):
     def call(self, x, training=None):
         n = ops.shape(x)[1]
         y = self.attention_norm(x)
-        q = self._split_heads(self.query(y), n)
+        if self.cls_only:
+            x, queries, m = x[:, :1, :], y[:, :1, :], 1
+        else:
+            queries, m = y, n
+        # Scaling q (m·d values) instead of the scores (heads·m·n values).
+        q = self._split_heads(self.query(queries) * (1.0 / math.sqrt(self.head_dim)), m)
         k = self._split_heads(self.key(y), n)
         v = self._split_heads(self.value(y), n)
-        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
-        weights = ops.softmax(scores * (1.0 / math.sqrt(self.head_dim)), axis=-1)
+        weights = ops.softmax(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), axis=-1)
         attended = ops.matmul(weights, v)
-        attended = ops.reshape(ops.transpose(attended, (0, 2, 1, 3)), (-1, n, self.hidden_dim))
+        attended = ops.reshape(ops.transpose(attended, (0, 2, 1, 3)), (-1, m, self.hidden_dim))
         x = x + self.dropout_layer(self.attention_output(attended), training=training)
         y = self.mlp_hidden(self.mlp_norm(x))
         return x + self.dropout_layer(self.mlp_output(y), training=training)
 
     def compute_output_shape(self, input_shape):
+        if self.cls_only:
+            return (input_shape[0], 1, input_shape[2])
         return input_shape
 
     def get_config(self):
         config = super().get_config()
         config.update(
+            cls_only=self.cls_only,
             hidden_dim=self.hidden_dim,
             num_heads=self.num_heads,
             mlp_dim=self.mlp_dim,
@@ -216,6 +250,8 @@ class ClassTokenSlice(keras.layers.Layer):
     """Takes the CLS token (position 0) out of a token sequence: (B, n, d) -> (B, d)."""
 
     def call(self, tokens):
+        if tokens.shape[1] == 1:  # A cls_only block's output: no slicing op needed.
+            return ops.reshape(tokens, (-1, tokens.shape[2]))
         return ops.squeeze(tokens[:, :1, :], axis=1)
 
     def compute_output_shape(self, input_shape):

@@ -13,7 +13,9 @@ Branch model ``branch_<i>`` (1-based branch number):
 
 ``cls_out`` is the CLS token of the residual stream after the branch's last
 encoder layer (before the exit's LayerNorm); the next branch uses it as its
-initial CLS token. The exit head is LayerNorm + Dense on that token.
+initial CLS token. The exit head is LayerNorm + Dense on that token. Since
+nothing else reads the last layer's other tokens, that layer computes the CLS
+token only (``TransformerEncoderBlock(cls_only=True)``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ravit_keras.layers import (
     PACKAGE,
     ClassToken,
     ClassTokenSlice,
+    LayerNorm,
     PatchEmbedding,
     PositionEmbedding,
     TransformerEncoderBlock,
@@ -98,10 +101,11 @@ def build_branch_model(config: RAViTConfig, branch: int) -> keras.Model:
             mlp_dim=config.mlp_dim,
             dropout=config.dropout,
             layer_norm_epsilon=config.layer_norm_epsilon,
+            cls_only=j == num_layers - 1,
             name=f"transformer_block_{j + 1}",
         )(tokens)
     cls_out = ClassTokenSlice(name="cls_out")(tokens)
-    y = keras.layers.LayerNormalization(epsilon=config.layer_norm_epsilon, name="exit_norm")(cls_out)
+    y = LayerNorm(epsilon=config.layer_norm_epsilon, name="exit_norm")(cls_out)
     logits = keras.layers.Dense(
         config.num_classes,
         name="exit_head",

@@ -1,0 +1,150 @@
+"""The ``ravit`` command line: ``main(argv)`` in-process, and ``python -m ravit_keras``."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ravit_keras.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+# CIFAR-10 "1-3": tokens 17 and 65, d = 128, h = 512 (MAC_i = 2n²d + 4nd² + 2ndh).
+MAC_1 = 2 * 17 * 17 * 128 + 4 * 17 * 128 * 128 + 2 * 17 * 128 * 512  # 3,416,320
+MAC_2 = 2 * 65 * 65 * 128 + 4 * 65 * 128 * 128 + 2 * 65 * 128 * 512  # 13,861,120
+CIFAR_1_3_MACS = 1 * MAC_1 + 3 * MAC_2
+
+
+def _run_module(*args, timeout=120):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run(
+        [sys.executable, "-m", "ravit_keras", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_hand_values():
+    assert MAC_1 == 3_416_320
+    assert CIFAR_1_3_MACS == 44_999_680
+
+
+def test_flops_json(capsys):
+    assert main(["flops", "--config", "cifar10", "--layers", "1-3", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 1  # One JSON object on one line.
+    report = json.loads(out)
+    assert report["macs"] == 44_999_680
+    assert report["flops"] == 2 * report["macs"]
+    assert report["exit_macs"] == [3_416_320, 44_999_680]
+    assert report["exit_names"] == ["exit_1", "exit_2"]
+    assert report["layers"] == "1-3"
+
+
+def test_flops_json_expected_macs_with_exit_counts(capsys):
+    assert main(["flops", "--config", "cifar10", "--json", "--exit-counts", "600,400"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # C_EE = (600 * C_1 + 400 * C_2) / 1000
+    assert report["expected_macs"] == pytest.approx((600 * 3_416_320 + 400 * 44_999_680) / 1000)
+
+
+def test_flops_table_mentions_both_branches(capsys):
+    assert main(["flops", "--config", "cifar10", "--layers", "1-3"]) == 0
+    out = capsys.readouterr().out
+    assert '"1-3"' in out
+    assert "16x16" in out and "32x32" in out
+    assert "exit_1" in out and "exit_2" in out
+    assert "44,999,680" in out
+    assert "3,416,320" in out
+
+
+def test_flops_table_marks_skipped_branch(capsys):
+    assert main(["flops", "--config", "tinyimagenet", "--layers", "2-0-3"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped" in out
+    assert "exit_1" in out and "exit_3" in out and "exit_2" not in out
+
+
+def test_flops_model_overrides(capsys):
+    assert main(["flops", "--config", "cifar10", "--layers", "0-4", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["macs"] == 4 * MAC_2
+    assert report["exit_macs"] == [4 * MAC_2]
+
+
+def test_python_m_flops_subprocess():
+    result = _run_module("flops", "--config", "cifar10", "--layers", "1-3", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["macs"] == 44_999_680
+    assert report["exit_macs"] == [3_416_320, 44_999_680]
+
+
+def test_unknown_config_exits_2(capsys):
+    assert main(["flops", "--config", "cifar100"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "ravit flops: error: Unknown configuration 'cifar100'" in captured.err
+    assert "cifar10" in captured.err  # Lists the known names.
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("1-x", "is not of the form 'a-b-c' with integers"),
+        ("0-0", "has no layers at all"),
+    ],
+)
+def test_bad_layer_spec_exits_2(capsys, spec, message):
+    assert main(["flops", "--config", "cifar10", "--layers", spec]) == 2
+    captured = capsys.readouterr()
+    assert "ravit flops: error:" in captured.err
+    assert message in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_bad_override_exits_2(capsys):
+    assert main(["flops", "--config", "cifar10", "--num-heads", "3"]) == 2
+    assert "hidden_dim 128 is not divisible by num_heads 3" in capsys.readouterr().err
+
+
+def test_python_m_error_exit_code_and_message():
+    result = _run_module("flops", "--config", "nope", "--layers", "1-3")
+    assert result.returncode == 2
+    assert "Unknown configuration 'nope'" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = _run_module("flops", "--config", "cifar10", "--layers", "1-x")
+    assert result.returncode == 2
+    assert "'1-x' is not of the form 'a-b-c'" in result.stderr
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["no-such-command"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["flops", "--scale", "two"])
+    assert e.value.code == 2
+    assert "invalid float value" in capsys.readouterr().err
+
+
+def test_train_refuses_folder_of_another_model(tmp_path, capsys):
+    """An unfinished run (backup/ present) of another model is not resumed or overwritten."""
+    from ravit_keras.config import get_config
+    from ravit_keras.io_utils import atomic_write_json
+    from ravit_keras.train import TrainingConfig
+
+    out = tmp_path / "run"
+    (out / "backup").mkdir(parents=True)
+    atomic_write_json(out / "config.json", {
+        "model": get_config("cifar10").to_dict(),
+        "training": vars(TrainingConfig(epochs=1, batch_size=16)),
+    })
+    rc = main(["train", "--config", "tiny", "--data", "generated", "--limit-train", "32",
+               "--batch-size", "16", "--epochs", "1", "--out", str(out), "--verbose", "0"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "ravit train: error:" in err and "holds a run of another model (cifar10 1-3)" in err
+    assert not (out / "model.keras").exists()

@@ -1,0 +1,417 @@
+"""The training recipe: optimiser schedule, joint loss, run folders, resuming, devices.
+
+Every ``fit`` here costs a graph trace plus an XLA compile (10-20 s on 2 CPU
+cores), so the fast tests share one finished run (``finished_run``) and keep
+to a handful of fits; real subprocess runs (kill and resume, two devices) are
+marked slow.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ravit_keras.config import get_config
+from ravit_keras.data import load_split, make_pipeline
+from ravit_keras.model import RAViT, load_ravit
+from ravit_keras.train import (
+    BACKUP_DIR,
+    CONFIG_FILE,
+    LOG_FILE,
+    MODEL_FILE,
+    TrainingConfig,
+    compile_ravit,
+    distribution_strategy,
+    exit_losses,
+    load_run_config,
+    make_optimizer,
+    train,
+    training_callbacks,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = ("exit_1_loss", "exit_1_accuracy", "exit_2_loss", "exit_2_accuracy", "loss")
+RUN = TrainingConfig(epochs=2, batch_size=16, learning_rate=2e-3, warmup_epochs=0.5, seed=3)
+NUM_IMAGES = 32
+
+
+def _pipeline(config, training=RUN, num_examples=NUM_IMAGES):
+    """The generated data as ``ravit train`` feeds it.
+
+    The global TF seed is reset first: tf.data's seeded shuffle and random
+    datasets also depend on it (see test_pipeline_depends_only_on_its_seed).
+    """
+    keras.utils.set_random_seed(training.seed)
+    split = load_split("generated", "train", num_examples=num_examples,
+                       num_classes=config.num_classes)
+    return make_pipeline(split, config, training.batch_size, training=True, seed=training.seed)
+
+
+def _log_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _weights(model):
+    return [np.array(w) for w in model.get_weights()]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One real ``train`` call: tiny "1-2", 32 generated images, batch 16, 2 epochs."""
+    config = get_config("tiny", layers="1-2")
+    out = tmp_path_factory.mktemp("run") / "finished"
+    model, history = train(config, _pipeline(config), out, RUN, verbose=0)
+    return config, out, model, history
+
+
+# Optimiser ------------------------------------------------------------------
+
+
+def _lr_at(optimizer, step):
+    optimizer.iterations.assign(step)
+    return float(optimizer.learning_rate)
+
+
+def test_make_optimizer_is_adamw_with_warmup_and_cosine_decay():
+    opt = make_optimizer(1e-3, 0.05, total_steps=100, warmup_steps=10,
+                         min_learning_rate_ratio=0.01)
+    assert isinstance(opt, keras.optimizers.AdamW)
+    assert opt.weight_decay == pytest.approx(0.05)
+    assert isinstance(opt._learning_rate, keras.optimizers.schedules.CosineDecay)
+    assert _lr_at(opt, 0) == pytest.approx(0.0, abs=1e-12)
+    assert _lr_at(opt, 5) == pytest.approx(0.5e-3, rel=1e-5)  # Linear warm-up.
+    assert _lr_at(opt, 10) == pytest.approx(1e-3, rel=1e-5)  # Peak at the end of warm-up.
+    # Cosine from the peak to 1 % of it over the remaining 90 steps.
+    mid = 1e-3 * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * 45 / 90)))
+    assert _lr_at(opt, 55) == pytest.approx(mid, rel=1e-4)
+    assert _lr_at(opt, 100) == pytest.approx(1e-5, rel=1e-4)
+    assert _lr_at(opt, 500) == pytest.approx(1e-5, rel=1e-4)  # Stays at the floor.
+    decay = [_lr_at(opt, s) for s in range(10, 101, 10)]
+    assert all(a > b for a, b in zip(decay, decay[1:]))
+
+
+def test_make_optimizer_without_warmup_starts_at_peak():
+    opt = make_optimizer(3e-4, 0.0, total_steps=50, warmup_steps=0, min_learning_rate_ratio=0.1)
+    assert _lr_at(opt, 0) == pytest.approx(3e-4, rel=1e-6)
+    assert _lr_at(opt, 50) == pytest.approx(3e-5, rel=1e-4)
+
+
+def test_make_optimizer_clamps_warmup_longer_than_training():
+    opt = make_optimizer(1e-3, 0.05, total_steps=4, warmup_steps=10)
+    assert _lr_at(opt, 0) == pytest.approx(0.0, abs=1e-12)
+    assert _lr_at(opt, 3) == pytest.approx(1e-3, rel=1e-5)  # Warm-up ends one step early.
+    assert np.isfinite(_lr_at(opt, 4))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(epochs=0), "epochs and batch_size must be positive"),
+        (dict(batch_size=-1), "epochs and batch_size must be positive"),
+        (dict(learning_rate=0.0), "learning_rate must be positive"),
+        (dict(weight_decay=-0.1), "weight_decay and warmup_epochs must be non-negative"),
+        (dict(warmup_epochs=-1), "weight_decay and warmup_epochs must be non-negative"),
+        (dict(label_smoothing=1.0), r"label_smoothing must be in \[0, 1\)"),
+    ],
+)
+def test_training_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainingConfig(**kwargs)
+
+
+# Losses ---------------------------------------------------------------------------
+
+
+def test_exit_losses_one_per_exit():
+    config = get_config("tiny3", layers="1-0-2")
+    losses = exit_losses(config)
+    assert sorted(losses) == ["exit_1", "exit_3"]
+
+
+def test_label_smoothed_loss_matches_formula():
+    config = get_config("tiny")
+    loss = exit_losses(config, label_smoothing=0.1)["exit_1"]
+    logits = np.random.default_rng(0).standard_normal((4, 10)).astype("float32")
+    labels = np.array([0, 3, 9, 3])
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    target = np.full((4, 10), 0.1 / 10)
+    target[np.arange(4), labels] += 0.9
+    expected = float(np.mean(-(target * log_p).sum(-1)))
+    assert float(loss(labels, logits)) == pytest.approx(expected, rel=1e-5)
+    # Serialisable (it is part of a compiled .keras file).
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert float(clone(labels, logits)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_training_callbacks(tmp_path):
+    cbs = training_callbacks(tmp_path)
+    kinds = {type(cb).__name__: cb for cb in cbs}
+    assert set(kinds) == {"BackupAndRestore", "CSVLogger", "TerminateOnNaN"}
+    assert kinds["BackupAndRestore"].backup_dir == str(tmp_path / BACKUP_DIR)
+    assert kinds["CSVLogger"].filename == str(tmp_path / LOG_FILE)
+    assert kinds["CSVLogger"].append
+
+
+# compile_ravit + fit ------------------------------------------------------------------
+
+
+def test_compile_and_fit_logs_every_exit():
+    config = get_config("tiny", layers="1-2")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (32, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, 32).astype("int32")
+    data = tf.data.Dataset.from_tensor_slices((x, {n: y for n in config.exit_names})).batch(8)
+    keras.utils.set_random_seed(0)
+    model = compile_ravit(RAViT(config))  # XLA on, as in the recipe.
+    assert model.jit_compile
+    before = _weights(model)
+    history = model.fit(data, epochs=2, verbose=0).history
+    for key in METRICS:
+        assert len(history[key]) == 2, key
+        assert np.all(np.isfinite(history[key])), key
+    assert history["loss"][-1] == pytest.approx(
+        history["exit_1_loss"][-1] + history["exit_2_loss"][-1], rel=1e-4)
+    assert all(0.0 <= a <= 1.0 for a in history["exit_1_accuracy"])
+    after = _weights(model)
+    assert all(not np.array_equal(a, b) for a, b in zip(before, after))  # Every weight trained.
+
+
+# train(): the run folder -------------------------------------------------------------
+
+
+def test_train_writes_config_log_and_model(finished_run):
+    config, out, model, history = finished_run
+    assert {p.name for p in out.iterdir()} >= {CONFIG_FILE, LOG_FILE, MODEL_FILE}
+    assert not (out / BACKUP_DIR).exists()  # Removed once the run finished.
+    assert not list(out.glob(".*partial*"))  # No half-written files left behind.
+
+    recorded = json.loads((out / CONFIG_FILE).read_text())
+    assert recorded == {"model": config.to_dict(), "training": dataclasses.asdict(RUN)}
+    assert load_run_config(out) == (config, RUN)
+
+    rows = _log_rows(out / LOG_FILE)
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    for key in METRICS:
+        assert np.all(np.isfinite([float(r[key]) for r in rows])), key
+        np.testing.assert_allclose([float(r[key]) for r in rows], history[key], rtol=1e-6)
+
+    loaded = load_ravit(str(out / MODEL_FILE))
+    assert isinstance(loaded, RAViT) and loaded.ravit_config == config
+    for a, b in zip(_weights(loaded), _weights(model)):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    for key, value in loaded(x).items():
+        np.testing.assert_allclose(np.array(value), np.array(model(x)[key]), rtol=0, atol=1e-6)
+
+
+def test_load_run_config_needs_a_run_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"No config.json in .*: not a training run folder"):
+        load_run_config(tmp_path)
+
+
+def test_train_is_reproducible(finished_run, tmp_path):
+    """Same seed and data -> bit-identical weights, with XLA on (CPU XLA is deterministic)."""
+    config, _, first, _ = finished_run
+    second, _ = train(config, _pipeline(config), tmp_path / "again", RUN, verbose=0)
+    for a, b in zip(_weights(first), _weights(second)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.xfail(
+    reason="BUG: make_pipeline's shuffle and augmentation seeds (data.py, "
+           "dataset.shuffle(seed=seed) and tf.data.Dataset.random(seed=seed)) are combined "
+           "with TF's global seed, so the same `seed` gives different batches depending on "
+           "earlier tf.random.set_seed/keras.utils.set_random_seed calls; two train() runs in "
+           "one process with the same seed then differ unless the caller resets the global seed",
+    strict=True,
+)
+def test_pipeline_depends_only_on_its_seed():
+    config = get_config("tiny")
+    split = load_split("generated", "train", num_examples=32, num_classes=10)
+
+    def first_batch():
+        return next(iter(make_pipeline(split, config, 16, training=True, seed=3)))[0].numpy()
+
+    keras.utils.set_random_seed(0)
+    a = first_batch()
+    keras.utils.set_random_seed(1)
+    b = first_batch()
+    np.testing.assert_array_equal(a, b)
+
+
+# Resuming -------------------------------------------------------------------------
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAfterFirstEpoch(keras.callbacks.Callback):
+    """Stands in for a kill: the run stops after epoch 0 was backed up and logged."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        raise _Killed
+
+
+def test_interrupted_run_resumes_and_refuses_other_settings(tmp_path):
+    config = get_config("tiny", layers="1-2")
+    out = tmp_path / "run"
+    with pytest.raises(_Killed):
+        train(config, _pipeline(config), out, RUN, callbacks=[_KillAfterFirstEpoch()], verbose=0)
+    assert (out / BACKUP_DIR).is_dir()
+    assert [int(r["epoch"]) for r in _log_rows(out / LOG_FILE)] == [0]
+    assert not (out / MODEL_FILE).exists()
+
+    # Another model or other recipe settings must not resume from this backup.
+    other = get_config("tiny3", layers="1-1-2")
+    with pytest.raises(ValueError, match=r"holds a run of another model \(tiny 1-2\); use a new "
+                                         r"output folder to train tiny3 1-1-2"):
+        train(other, _pipeline(config), out, RUN, verbose=0)
+    with pytest.raises(ValueError, match=r"holds a run of another model"):
+        train(config.replace(hidden_dim=64), _pipeline(config), out, RUN, verbose=0)
+    with pytest.raises(ValueError, match=r"unfinished run with different learning_rate, epochs"):
+        train(config, _pipeline(config), out,
+              dataclasses.replace(RUN, epochs=3, learning_rate=1e-3), verbose=0)
+    assert json.loads((out / CONFIG_FILE).read_text())["model"] == config.to_dict()
+
+    # Same settings: only epoch 1 is trained, and the log gets it once.
+    model, history = train(config, _pipeline(config), out, RUN, verbose=0)
+    assert len(history["loss"]) == 1
+    assert [int(r["epoch"]) for r in _log_rows(out / LOG_FILE)] == [0, 1]
+    assert not (out / BACKUP_DIR).exists()
+    assert int(model.optimizer.iterations.numpy()) == 2 * (NUM_IMAGES // RUN.batch_size)
+    assert load_ravit(str(out / MODEL_FILE)).ravit_config == config
+
+
+class _NotTrained(Exception):
+    pass
+
+
+class _StopAtStart(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        raise _NotTrained
+
+
+@pytest.mark.xfail(
+    reason="BUG: train._check_resume_compatible only compares configs when backup/ exists, "
+           "so a FINISHED run folder of another model is silently reused: config.json and "
+           "model.keras are overwritten and the new model's epochs are appended to log.csv",
+    strict=True,
+)
+def test_finished_run_of_another_model_is_refused(finished_run, tmp_path):
+    config, done, _, _ = finished_run
+    out = tmp_path / "reused"
+    shutil.copytree(done, out)  # A finished run: config.json, log.csv, model.keras.
+    with pytest.raises(ValueError, match=r"another model"):
+        train(get_config("tiny3"), _pipeline(config), out, RUN,
+              callbacks=[_StopAtStart()], verbose=0)
+
+
+def test_distribution_strategy_one_device_is_the_default():
+    assert distribution_strategy(1) is tf.distribute.get_strategy()
+
+
+# Real processes (slow) -----------------------------------------------------------------
+
+
+def _env():
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(tmp_path):
+    """Kill ``ravit train`` after >= 2 finished epochs; the rerun trains only the rest.
+
+    BackupAndRestore saves weights, optimizer and the epoch counter at each epoch
+    end (before CSVLogger writes that epoch's row) and the rerun starts at the
+    saved epoch; CSVLogger(append=True) adds to the same log without a second
+    header. 512 images (16 steps per epoch, not 8) keep the run alive long enough
+    after the second epoch for the kill to land mid-training.
+    """
+    out = tmp_path / "run"
+    log_file = out / LOG_FILE
+    cmd = [sys.executable, "-m", "ravit_keras", "train", "--config", "tiny", "--data",
+           "generated", "--limit-train", "512", "--epochs", "6", "--batch-size", "32",
+           "--out", str(out), "--verbose", "2"]
+    first = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    rows = []
+    try:
+        while time.monotonic() < deadline and first.poll() is None:
+            if log_file.exists():
+                rows = _log_rows(log_file)
+                if len(rows) >= 2:
+                    break
+            time.sleep(0.05)
+        still_running = first.poll() is None
+        first.send_signal(signal.SIGKILL)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first_output = first.communicate(timeout=60)[0]
+    assert still_running, f"run ended before the kill:\n{first_output[-3000:]}"
+    assert len(rows) >= 2, first_output[-3000:]
+    assert not (out / MODEL_FILE).exists()
+    assert (out / BACKUP_DIR).is_dir()
+    before = _log_rows(log_file)  # Rows finished before the kill (maybe one more than seen).
+    done = len(before)
+    assert [int(r["epoch"]) for r in before] == list(range(done))
+
+    second = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True,
+                            timeout=300)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    after = _log_rows(log_file)
+    assert [int(r["epoch"]) for r in after] == [0, 1, 2, 3, 4, 5]
+    assert after[:done] == before  # Finished epochs are kept as they were...
+    for epoch in range(1, done + 1):  # ...and not trained again (Keras counts from 1).
+        assert f"Epoch {epoch}/6" not in second.stdout
+    assert f"Epoch {done + 1}/6" in second.stdout
+    assert not (out / BACKUP_DIR).exists()
+    model = load_ravit(str(out / MODEL_FILE))
+    assert model.ravit_config == get_config("tiny")
+
+
+_TWO_DEVICES = r"""
+import sys
+import ravit_keras.train as T
+from ravit_keras import cli
+
+make_strategy = T.distribution_strategy
+
+def spy(n):
+    strategy = make_strategy(n)
+    print("REPLICAS", strategy.num_replicas_in_sync, flush=True)
+    return strategy
+
+T.distribution_strategy = spy
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_cpu_devices(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-c", _TWO_DEVICES, "train", "--config", "tiny", "--data", "generated",
+         "--limit-train", "64", "--epochs", "1", "--batch-size", "16", "--devices", "2",
+         "--out", str(out), "--verbose", "2"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "REPLICAS 2" in result.stdout
+    assert [int(r["epoch"]) for r in _log_rows(out / LOG_FILE)] == [0]
+    assert np.isfinite(float(_log_rows(out / LOG_FILE)[0]["loss"]))
+    assert load_ravit(str(out / MODEL_FILE)).ravit_config == get_config("tiny")
