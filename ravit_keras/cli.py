@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--out", required=True, help="output folder (written atomically)")
     p.add_argument("--mode", default="int8", choices=("int8", "int16x8", "float32"))
-    p.add_argument("--num-calibration", type=int, default=200, help="images that calibrate int8 ranges")
+    p.add_argument("--num-calibration", type=int, default=500, help="images that calibrate int8 ranges")
     p.add_argument("--calibration-images", type=int, default=2000,
                    help="images (with labels) that calibrate the early-exit thresholds")
     p.add_argument("--calibration-split", default="train")

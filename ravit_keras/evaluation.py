@@ -136,8 +136,12 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"{r['avg_mflops']:.2f} MFLOPs, exits {r['exit_counts']}"
         )
     if report.get("sweep"):
-        lines.append(f"{'tau':>8} {'accuracy':>9} {'MFLOPs':>8}  exits")
+        lines.append(f"{'tau':>8} {'accuracy':>9} {'MFLOPs':>8}  exits  (rows equal to the one above are left out)")
+        previous = last_accuracy = None
         for row in report["sweep"]:
+            if row["exit_counts"] == previous and row["accuracy"] == last_accuracy:
+                continue
+            previous, last_accuracy = row["exit_counts"], row["accuracy"]
             tau = row.get("tau")
             tau = f"{tau:8.3f}" if tau is not None else f"{str(row['thresholds']):>8}"
             lines.append(

@@ -17,7 +17,8 @@ submodels with :func:`ravit_keras.export.convert` (calibrated on the
   and the manifest's default and battery-saver thresholds,
 
 plus standalone cases for ``requantize`` (every source value, half-way ties,
-int8/uint8/int16/float32) and ``entropy`` (extreme logits).
+int8/uint8/int16/float32), ``entropy`` (extreme logits), the battery and
+MAC-budget policies, and the center crop + resize of camera frames.
 
 The folder (``manifest.json``, ``labels.txt``, ``branch_*.tflite``,
 ``golden.json``) is the fixture of the Android core's ``GoldenParityTest``;
@@ -60,7 +61,7 @@ NUM_THRESHOLD_CALIBRATION = 200
 HEAD_SCALE = 20.0
 RIDGE = 0.1
 # A threshold this close to an observed entropy would make the decision hang
-# on the last float bit; such settings are nudged or left out.
+# on the last float bit; such settings are left out.
 MIN_MARGIN = 1e-6
 
 
@@ -195,6 +196,43 @@ def _entropy_cases(num_classes: int) -> list[dict]:
              "softmax": [float(p) for p in early_exit.softmax(np.asarray(r))]} for r in rows]
 
 
+def center_crop_box(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[int, int, int, int]:
+    """``(left, top, width, height)`` of the largest centred crop with the destination's
+    aspect ratio (kept side rounded to the nearest pixel, offset rounded down): the rule
+    of the Android core's ``ImagePreprocessor.centerCropBox``."""
+    if src_w * dst_h > src_h * dst_w:
+        w = max(1, (src_h * dst_w + dst_h // 2) // dst_h)
+        return (src_w - w) // 2, 0, w, src_h
+    h = max(1, (src_w * dst_h + dst_w // 2) // dst_w)
+    return 0, (src_h - h) // 2, src_w, h
+
+
+def _resize_cases() -> list[dict]:
+    """Center crop + antialiased bilinear resize, the resize the training data gets
+    (``data._resize_uint8``: ``tf.image.resize(bilinear, antialias=True)``, rounded)."""
+    import tensorflow as tf
+
+    from ravit_keras.data import load_split
+
+    out = []
+    for (src_h, src_w), (dst_h, dst_w) in [((40, 30), (16, 16)), ((30, 40), (16, 16)), ((12, 10), (16, 16)),
+                                           ((33, 45), (12, 20)), ((16, 16), (16, 16))]:
+        image, _ = load_split("generated", "test", image_size=(src_h, src_w), num_examples=1,
+                              num_classes=NUM_CLASSES).as_numpy()
+        image = image[0]
+        left, top, w, h = center_crop_box(src_w, src_h, dst_w, dst_h)
+        crop = image[top:top + h, left:left + w]
+        resized = tf.image.resize(crop[None].astype(np.float32), (dst_h, dst_w), method="bilinear", antialias=True)
+        resized = np.clip(np.round(resized.numpy()[0]), 0, 255).astype(np.uint8)
+        out.append({
+            "src_width": src_w, "src_height": src_h, "dst_width": dst_w, "dst_height": dst_h,
+            "crop_box": [left, top, w, h],
+            "src_base64": base64.b64encode(image.tobytes()).decode("ascii"),
+            "expected_base64": base64.b64encode(resized.tobytes()).decode("ascii"),
+        })
+    return out
+
+
 def _record_images(scheduler, images: np.ndarray, labels: np.ndarray) -> tuple[list[dict], np.ndarray]:
     from ravit_keras import early_exit
 
@@ -209,7 +247,6 @@ def _record_images(scheduler, images: np.ndarray, labels: np.ndarray) -> tuple[l
             exits.append({
                 "inputs": {k[3:]: _tensor(v) for k, v in record.items() if k.startswith("in_")},
                 "outputs": {k[4:]: _tensor(v) for k, v in record.items() if k.startswith("out_")},
-                "logits_dequantized": [float(x) for x in logits],
                 "entropy": u,
                 "probabilities": [float(p) for p in early_exit.softmax(logits)],
             })
@@ -242,7 +279,6 @@ def golden_document(folder: str | os.PathLike, images: np.ndarray, labels: np.nd
     settings = _threshold_settings(entropies, manifest, scheduler.num_classes)
     for s in settings:
         s["decisions"] = _decisions(scheduler, images, s["thresholds"])
-    levels = [1.0, manifest["battery_policy"]["high"], 0.3, manifest["battery_policy"]["low"], 0.0]
     return {
         "format": GOLDEN_FORMAT,
         "format_version": GOLDEN_VERSION,
@@ -253,18 +289,43 @@ def golden_document(folder: str | os.PathLike, images: np.ndarray, labels: np.nd
         "image_dtype": scheduler.image_dtype,
         "images": records,
         "threshold_settings": settings,
-        "battery": [{"level": float(v), "thresholds": scheduler.battery_thresholds(v)} for v in levels],
+        "battery_cases": _battery_cases(scheduler),
         "mac_budgets": _mac_budgets(scheduler),
         "requantize_cases": _requantize_cases(),
         "entropy_cases": _entropy_cases(scheduler.num_classes),
+        "resize_cases": _resize_cases(),
     }
+
+
+def _battery_cases(scheduler) -> list[dict]:
+    """``battery_thresholds`` over levels, for the manifest's policy and two steeper ones
+    (an untrained model's policy can be flat, which would test little)."""
+    import copy
+
+    num = len(scheduler.submodels) - 1
+    policies = [
+        scheduler.manifest["battery_policy"],
+        {"high": 0.5, "low": 0.15, "thresholds_high": [0.1] * num, "thresholds_low": [1.2] * num},
+        {"high": 0.8, "low": 0.2, "thresholds_high": [0.05 * (k + 1) for k in range(num)],
+         "thresholds_low": [2.0 - 0.1 * k for k in range(num)]},
+    ]
+    levels = [1.0, 0.9, 0.8, 0.65, 0.5, 0.4, 1 / 3, 0.3, 0.2, 0.15, 0.1, 0.0]
+    cases = []
+    for policy in policies:
+        other = copy.copy(scheduler)  # Same submodels, another manifest policy; the original is untouched.
+        other.manifest = {**scheduler.manifest, "battery_policy": policy}
+        cases.append({"policy": {k: policy[k] for k in ("high", "low", "thresholds_high", "thresholds_low")},
+                      "levels": levels,
+                      "thresholds": [other.battery_thresholds(v) for v in levels]})
+    return cases
 
 
 def _mac_budgets(scheduler) -> list[dict]:
     out = []
     for budget in (1.0, 0.9, 0.5, 0.4, 0.2, 0.01, 2_000_000):
         try:
-            out.append({"budget": budget, "thresholds": [float(t) for t in scheduler.thresholds_for_mac_budget(budget)]})
+            thresholds = scheduler.thresholds_for_mac_budget(budget)
+            out.append({"budget": budget, "thresholds": [float(t) for t in thresholds]})
         except ValueError as e:
             out.append({"budget": budget, "error": str(e)})
     return out
@@ -291,7 +352,7 @@ def export_golden(out_dir: str | os.PathLike, *, overwrite: bool = True,
     """
     from ravit_keras.data import load_split
     from ravit_keras.export import ConversionOptions, convert
-    from ravit_keras.io_utils import atomic_directory, atomic_write_text
+    from ravit_keras.io_utils import atomic_directory
 
     train = load_split("generated", "train", num_examples=NUM_THRESHOLD_CALIBRATION, num_classes=NUM_CLASSES)
     test = load_split("generated", "test", num_examples=NUM_TEST_IMAGES, num_classes=NUM_CLASSES)
@@ -308,7 +369,7 @@ def export_golden(out_dir: str | os.PathLike, *, overwrite: bool = True,
             shutil.move(str(f), tmp / f.name)
         converted.rmdir()
         document = golden_document(tmp, test_x, test_y)
-        atomic_write_text(tmp / GOLDEN_FILE, dumps(document))
+        (tmp / GOLDEN_FILE).write_text(dumps(document))  # Atomic: the folder appears whole or not at all.
     if progress:
         size = sum(f.stat().st_size for f in out_dir.iterdir())
         progress(f"Wrote golden fixture ({len(document['images'])} images, "

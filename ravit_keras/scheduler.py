@@ -76,6 +76,12 @@ def load_manifest(folder: str | Path, verify_checksums: bool = True) -> dict[str
                 f"{path}: exit {e['name']} has inputs {sorted(e['inputs'])} and outputs "
                 f"{sorted(e['outputs'])}; expected {sorted(needed_in)} and ['cls_out', 'logits']."
             )
+        logits_shape = e["outputs"]["logits"].get("shape")
+        if logits_shape != [1, manifest.get("num_classes")]:
+            raise ManifestError(
+                f"{path}: exit {e['name']} logits shape {logits_shape} does not match "
+                f"num_classes={manifest.get('num_classes')}."
+            )
         file = folder / e["file"]
         if not file.exists():
             raise ManifestError(f"Submodel {file} listed in the manifest is missing.")

