@@ -250,7 +250,30 @@ def add_metadata(tflite: bytes, config: RAViTConfig, branch: int, first: bool,
         tflite, general_md=general, input_md=input_md, output_md=output_md,
         associated_files=[labels_path],
     )
-    return bytes(writer.populate())
+    return _with_fixed_zip_timestamps(bytes(writer.populate()))
+
+
+def _with_fixed_zip_timestamps(tflite: bytes) -> bytes:
+    """Re-packs the associated-files zip appended to a model with fixed timestamps.
+
+    The metadata populator zips the label file with the current time, so two
+    conversions of the same model would differ (and so would their checksums).
+    """
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(tflite)) as zf:
+        infos = zf.infolist()
+        contents = [(i, zf.read(i)) for i in infos]
+    start = min(i.header_offset for i in infos)
+    out = io.BytesIO(tflite[:start])
+    out.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(out, "a") as zf:
+        for info, data in contents:
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type = info.compress_type
+            zf.writestr(fixed, data)
+    return out.getvalue()
 
 
 # Tensor introspection ----------------------------------------------------------
@@ -364,9 +387,6 @@ def convert(
     with atomic_directory(out_dir, overwrite=overwrite) as tmp, tempfile.TemporaryDirectory() as work:
         labels_path = tmp / LABELS_FILE
         labels_path.write_text("\n".join(class_names) + "\n")
-        # The metadata zip records the file's mtime; a fixed one makes conversions
-        # byte-for-byte reproducible (stable checksums in the manifest).
-        os.utime(labels_path, (315532800, 315532800))  # 1980-01-01, the zip epoch.
         exits = []
         costs = flops.branch_costs(config)
         cumulative = flops.exit_macs(config)
