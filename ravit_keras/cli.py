@@ -100,6 +100,11 @@ def cmd_train(args) -> int:
         label_smoothing=args.label_smoothing, seed=args.seed,
         steps_per_epoch=args.steps_per_epoch,
     )
+    import keras
+
+    # tf.data's seeded shuffle and augmentation combine their seed with TF's global
+    # seed: fixing it here makes a run depend on --seed alone.
+    keras.utils.set_random_seed(args.seed)
     train_split = _load(args, "train", config, args.limit_train)
     train_ds = make_pipeline(train_split, config, training.batch_size, training=True, seed=args.seed)
     val_ds = None

@@ -456,7 +456,7 @@ def plot_accuracy_vs_flops(
     ax.set_xlabel("average MFLOPs per image")
     ax.set_ylabel("accuracy (%)")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     if title:
         ax.set_title(title)
     return _save_figure(fig, path)
@@ -551,6 +551,24 @@ def _pick(correct: np.ndarray, cost: np.ndarray, ok: np.ndarray, mode: str) -> i
         keep = idx[cost[idx] == cost[idx].min()]
         keep = keep[correct[keep] == correct[keep].max()]
     return int(keep[0])
+
+
+def _centre_in_gaps(taus: np.ndarray, entropies: np.ndarray, top: float) -> np.ndarray:
+    """Moves each τ from a calibration entropy to the middle of the gap above it.
+
+    Routing on the calibration split is unchanged (no entropy lies inside the
+    gap), but a runtime whose entropy differs in the last bits (another
+    summation order, float32 on a phone) no longer flips images sitting on τ.
+    τ = 0 ("no early exit") is kept as it is.
+    """
+    centred = taus.copy()
+    for e, tau in enumerate(taus):
+        if tau <= 0.0 or tau >= top:
+            continue
+        above = entropies[:, e][entropies[:, e] > tau]
+        upper = float(above.min()) if above.size else top
+        centred[e] = 0.5 * (tau + upper)
+    return centred
 
 
 def calibrate_thresholds(
@@ -695,6 +713,7 @@ def calibrate_thresholds(
             f"of the no-early-exit accuracy {reference:.4f} on this split "
             f"(even τ = 0 stops some images with zero entropy at an earlier exit)."
         )
+    best_taus = _centre_in_gaps(best_taus, stats.entropies, top)
     result = {
         "thresholds": [float(t) for t in best_taus],
         "calibration": _evaluate(stats, best_taus),

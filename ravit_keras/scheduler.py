@@ -7,10 +7,11 @@ submodel's input and go on. The last exit always answers.
 
 The requantisation rule (shared with the Android core, bit for bit):
 
-    q_in = clamp(zp_in + round_half_away_from_zero((q_out - zp_out) * (s_out / s_in)),
+    q_in = clamp(zp_in + round_half_away_from_zero(((q_out - zp_out) * s_out) / s_in),
                  qmin_in, qmax_in)
 
-computed in float64 from the manifest's scales.
+computed in float64 from the manifest's scales (the product is exact, so only
+the division rounds).
 """
 
 from __future__ import annotations
@@ -99,7 +100,10 @@ def load_manifest(folder: str | Path, verify_checksums: bool = True) -> dict[str
                     f"{path}: cls_out of {exits[k - 1]['name']} {produced['shape']} does not fit "
                     f"cls_in of {e['name']} {consumed['shape']}."
                 )
-    early_exit.validate_thresholds(manifest.get("default_thresholds", 0.0), len(exits), len(labels))
+    try:
+        early_exit.validate_thresholds(manifest.get("default_thresholds", 0.0), len(exits), len(labels))
+    except ValueError as e:
+        raise ManifestError(f"{path}: default_thresholds are invalid: {e}") from None
     return manifest
 
 
@@ -133,8 +137,10 @@ def requantize(q: np.ndarray, source: dict, target: dict) -> np.ndarray:
     if (source["scale"], source["zero_point"], s_dtype) == (target["scale"], target["zero_point"], t_dtype):
         return q
     lo, hi = _QUANT_RANGES[t_dtype]
-    ratio = float(source["scale"]) / float(target["scale"])
-    shifted = _round_half_away((q.astype(np.float64) - source["zero_point"]) * ratio)
+    # (q - zp)·s_out is exact in float64 (a 16-bit integer times a float32 scale), so
+    # only the division rounds: exact .5 ties stay ties, in Python and on the phone.
+    real = (q.astype(np.float64) - source["zero_point"]) * float(source["scale"])
+    shifted = _round_half_away(real / float(target["scale"]))
     return np.clip(shifted + target["zero_point"], lo, hi).astype(t_dtype)
 
 

@@ -130,7 +130,8 @@ def compile_ravit(
     """Compiles ``model`` with the joint loss Σ α_i·CE(y, logits_i) and per-exit accuracy.
 
     The α_i are ``model.ravit_config.loss_weights``. Logged metric names are
-    ``exit_<i>_loss`` and ``exit_<i>_accuracy``. XLA is on by default: on a
+    ``exit_<i>_loss`` and ``exit_<i>_accuracy`` (with a single exit, a classic
+    ViT, Keras logs plain ``loss`` and ``accuracy``). XLA is on by default: on a
     2-core CPU it doubles training throughput (Keras's "auto" leaves it off).
     """
     config = model.ravit_config
@@ -149,6 +150,7 @@ def compile_ravit(
 def training_callbacks(out_dir: str | os.PathLike) -> list[keras.callbacks.Callback]:
     """Checkpoint every epoch (resumable after a kill), CSV log, NaN guard."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     return [
         # Weights + optimizer + epoch counter; double_checkpoint keeps the previous
         # backup, so a kill during the write still resumes from the epoch before.
@@ -169,6 +171,7 @@ def train(
     strategy=None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: str | int = "auto",
+    jit_compile: bool | None = None,
 ) -> tuple[RAViT, dict[str, list[float]]]:
     """Trains a RAViT and writes ``out_dir/{config.json, log.csv, model.keras}``.
 
@@ -184,6 +187,8 @@ def train(
             unknown cardinality.
         strategy: optional ``tf.distribute.Strategy`` (e.g. MirroredStrategy).
         callbacks: extra Keras callbacks.
+        jit_compile: XLA on or off; default on, except across several replicas
+            (XLA cannot place a step across MirroredStrategy's logical CPUs).
 
     Returns:
         The trained model and the history of this call's epochs.
@@ -197,13 +202,16 @@ def train(
     total_steps = steps * training.epochs
     warmup_steps = int(round(training.warmup_epochs * steps))
 
+    jit = jit_compile if jit_compile is not None else (
+        strategy is None or strategy.num_replicas_in_sync == 1)
+
     def build():
         model = RAViT(config)
         optimizer = make_optimizer(
             training.learning_rate, training.weight_decay, total_steps, warmup_steps,
             training.min_learning_rate_ratio,
         )
-        return compile_ravit(model, optimizer, training.label_smoothing)
+        return compile_ravit(model, optimizer, training.label_smoothing, jit_compile=jit)
 
     if strategy is not None:
         with strategy.scope():
@@ -221,6 +229,7 @@ def train(
         validation_data=validation_data,
         callbacks=[*training_callbacks(out_dir), *callbacks],
         verbose=verbose,
+        shuffle=False,  # The tf.data pipeline shuffles (seeded); Keras would only warn.
     )
     save_model(model, out_dir / MODEL_FILE)
     return model, history.history
@@ -245,7 +254,7 @@ def load_run_config(out_dir: str | os.PathLike) -> tuple[RAViTConfig, TrainingCo
 
 
 def _check_resume_compatible(out_dir: Path, config: RAViTConfig, training: TrainingConfig):
-    if not (out_dir / BACKUP_DIR).exists() or not (out_dir / CONFIG_FILE).exists():
+    if not (out_dir / CONFIG_FILE).exists():
         return
     old_config, old_training = load_run_config(out_dir)
     if old_config != config:
@@ -253,6 +262,11 @@ def _check_resume_compatible(out_dir: Path, config: RAViTConfig, training: Train
             f"{out_dir} holds a run of another model ({old_config.name} "
             f"{old_config.layer_spec}); use a new output folder to train {config.name} "
             f"{config.layer_spec}."
+        )
+    if (out_dir / MODEL_FILE).exists() and not (out_dir / BACKUP_DIR).exists():
+        raise FileExistsError(
+            f"{out_dir} holds a finished run ({out_dir / MODEL_FILE}); use a new output folder "
+            "(or delete that one) to train again."
         )
     fields = ("batch_size", "learning_rate", "weight_decay", "epochs", "warmup_epochs")
     changed = [f for f in fields if getattr(old_training, f) != getattr(training, f)]

@@ -31,7 +31,7 @@ TINY = dict(
     LIMIT_TEST=128,
     BATCH_SIZE=32,
     WIDTH=dict(hidden_dim=32, mlp_dim=64, num_heads=2),
-    JIT_COMPILE=False,
+    EXECUTION="eager",
 )
 
 # Notebook -> (extra overrides, total time budget in seconds). The budgets are

@@ -5,7 +5,7 @@ package dev.ravit.core;
  * {@code ravit_keras/scheduler.py}:
  *
  * <pre>
- * q_in = clamp(zp_in + round_half_away_from_zero((q_out - zp_out) * (s_out / s_in)), qmin_in, qmax_in)
+ * q_in = clamp(zp_in + round_half_away_from_zero(((q_out - zp_out) * s_out) / s_in), qmin_in, qmax_in)
  * </pre>
  *
  * computed in double from the manifest's scales. Float tensors pass through
@@ -91,12 +91,14 @@ public final class Quantization {
             return q;
         }
         DType t = target.dtype();
-        double ratio = source.scale() / target.scale();
+        double sOut = source.scale();
+        double sIn = target.scale();
         int zpOut = source.zeroPoint();
         int zpIn = target.zeroPoint();
         int[] v = new int[q.size()];
         for (int i = 0; i < v.length; i++) {
-            double shifted = roundHalfAwayFromZero(((double) q.getInt(i) - zpOut) * ratio);
+            // The product is exact in double, so only the division rounds (as in Python).
+            double shifted = roundHalfAwayFromZero((((double) q.getInt(i) - zpOut) * sOut) / sIn);
             v[i] = clamp(shifted + zpIn, t);
         }
         return TensorData.ofInts(t, q.shape(), v);
