@@ -177,9 +177,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.cls_only = bool(cls_only)
         self.head_dim = self.hidden_dim // self.num_heads
 
-        def dense(units, name, activation=None, use_bias=True):
+        def dense(units, name, activation=None):
             return keras.layers.Dense(
-                units, activation=activation, name=name, dtype=self.dtype_policy, use_bias=use_bias,
+                units, activation=activation, name=name, dtype=self.dtype_policy,
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
             )
 
@@ -190,9 +190,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
 
         self.attention_norm = norm("attention_norm")
         self.query = dense(self.hidden_dim, "query")
-        # No key bias: it adds the same q·b to every score of a query, which the
-        # softmax cancels; it could never be trained (its gradient is exactly 0).
-        self.key = dense(self.hidden_dim, "key", use_bias=False)
+        # The key bias adds the same q·b to every score of a query, which the softmax
+        # cancels (its gradient is 0); kept as in the reference ViT and saved models.
+        self.key = dense(self.hidden_dim, "key")
         self.value = dense(self.hidden_dim, "value")
         self.attention_output = dense(self.hidden_dim, "attention_output")
         self.mlp_norm = norm("mlp_norm")

@@ -213,7 +213,7 @@ def _reference_block(x, w, num_heads, eps):
 
     y = _layer_norm(x, w["attention_norm.gamma"], w["attention_norm.beta"], eps)
     q = heads(y @ w["query.kernel"] + w["query.bias"])
-    k = heads(y @ w["key.kernel"])  # No key bias: the softmax would cancel it.
+    k = heads(y @ w["key.kernel"] + w["key.bias"])
     v = heads(y @ w["value.kernel"] + w["value.bias"])
     scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd)
     scores -= scores.max(-1, keepdims=True)
@@ -241,7 +241,7 @@ def test_encoder_block_matches_numpy_reference(num_heads, cls_only):
             value = (base + 0.3 * RNG.standard_normal(var.shape)).astype("float32")
             var.assign(value)
             weights[f"{sub}.{var.name}"] = value.astype("float64")
-    assert len(weights) == 15 == len(block.weights)  # 8 sublayers, no key bias.
+    assert len(weights) == 16 == len(block.weights)
     out = keras.ops.convert_to_numpy(block(x))
     expected = _reference_block(x.astype("float64"), weights, num_heads, eps)
     if cls_only:  # Only the CLS token's row of the full layer.
