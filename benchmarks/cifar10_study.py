@@ -12,7 +12,6 @@ of accuracy vs MFLOPs. Re-running resumes unfinished trainings.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time

@@ -58,6 +58,12 @@ def _add_data_args(p: argparse.ArgumentParser, default: str | None = None) -> No
                    help="share of training images held out as 'test' where the source has no test split")
 
 
+def _add_calibration_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibration-images", type=int, default=2000,
+                   help="labelled images that calibrate int8 ranges and the early-exit thresholds")
+    p.add_argument("--calibration-split", default="train", help="split they are taken from")
+
+
 def _load(args, split: str, config, limit: int | None):
     from ravit_keras.data import load_split
 
@@ -325,9 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (written atomically)")
     p.add_argument("--mode", default="int8", choices=("int8", "int16x8", "float32"))
     p.add_argument("--num-calibration", type=int, default=500, help="images that calibrate int8 ranges")
-    p.add_argument("--calibration-images", type=int, default=2000,
-                   help="images (with labels) that calibrate the early-exit thresholds")
-    p.add_argument("--calibration-split", default="train")
+    _add_calibration_args(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_convert)
 
@@ -351,8 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=2000)
-    p.add_argument("--calibration-images", type=int, default=2000)
-    p.add_argument("--calibration-split", default="train")
+    _add_calibration_args(p)
     p.add_argument("--thresholds", type=_floats, default=[0.0, 0.05, 0.1, 0.2, 0.3, 0.5])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-naive", action="store_true", help="skip the naive Keras-graph ViT baseline")
