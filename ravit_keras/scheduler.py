@@ -139,25 +139,30 @@ def requantize(q: np.ndarray, source: dict, target: dict) -> np.ndarray:
     lo, hi = _QUANT_RANGES[t_dtype]
     # (q - zp)·s_out is exact in float64 (a 16-bit integer times a float32 scale), so
     # only the division rounds: exact .5 ties stay ties, in Python and on the phone.
-    real = (q.astype(np.float64) - source["zero_point"]) * float(source["scale"])
-    shifted = _round_half_away(real / float(target["scale"]))
-    return np.clip(shifted + target["zero_point"], lo, hi).astype(t_dtype)
+    x = (q.astype(np.float64) - source["zero_point"]) * float(source["scale"]) / float(target["scale"])
+    shifted = np.trunc(x + np.copysign(0.5, x))  # Round half away from zero.
+    shifted += target["zero_point"]
+    return np.minimum(np.maximum(shifted, lo, out=shifted), hi, out=shifted).astype(t_dtype)
 
 
 def _round_half_away(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 
-def _softmax_entropy(logits: np.ndarray) -> tuple[np.ndarray, float]:
-    """Softmax and ``early_exit.entropy`` of one float64 logit vector, in few NumPy calls.
+def _exp_entropy(q: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
+    """Entropy of the softmax of raw logits ``q`` (integer with ``scale``, or float).
 
-    u = ln Σe^(x-m) − Σ e^(x-m)·(x-m) / Σe^(x-m), clipped to [0, ln C].
+    Returns ``(e, Σe, u)`` with ``e = exp(x - max x)`` (the softmax is ``e / Σe``)
+    and ``u = ln Σe − (e·(x − max x)) / Σe`` clipped to [0, ln C]: the same value
+    as ``early_exit.entropy`` in few NumPy calls. The zero point cancels in
+    ``x − max x``, so integer logits need no dequantisation first.
     """
-    z = logits - logits.max()
+    q = q.astype(np.float64)
+    z = (q - q.max()) * scale
     e = np.exp(z)
-    total = e.sum()
+    total = float(e.sum())
     u = math.log(total) - float(e @ z) / total
-    return e / total, min(max(u, 0.0), math.log(len(logits)))
+    return e, total, min(max(u, 0.0), math.log(len(q)))
 
 
 # Submodels -----------------------------------------------------------------------
@@ -206,9 +211,25 @@ class Submodel:
         self.logits_zero_point = entry["outputs"]["logits"]["zero_point"]
         self.cumulative_macs = int(entry["cumulative_macs"])
         self.cls_source: dict | None = None  # Set by the scheduler: the producer's cls_out spec.
+        self._cls_table: np.ndarray | None = None
+
+    def set_cls_source(self, source: dict) -> None:
+        """Links this submodel's cls_in to the previous submodel's cls_out spec."""
+        self.cls_source = source
+        target = self.entry["inputs"]["cls_in"]
+        self._cls_table = None
+        if source["dtype"] in ("int8", "uint8") and not target["dtype"].startswith("float"):
+            # 256 possible inputs: a table made with `requantize` itself is exact and
+            # turns the per-image requantisation into one indexing operation.
+            lo = _QUANT_RANGES[source["dtype"]][0]
+            values = np.arange(lo, lo + 256).astype(source["dtype"])
+            self._cls_table = requantize(values, source, target)
+            self._cls_offset = -lo
 
     def requantize_cls(self, cls: np.ndarray) -> np.ndarray:
         """The previous submodel's cls_out expressed in this submodel's cls_in format."""
+        if self._cls_table is not None:
+            return self._cls_table[cls.astype(np.int16) + self._cls_offset]
         return requantize(cls, self.cls_source, self.entry["inputs"]["cls_in"])
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
@@ -311,7 +332,7 @@ class RAViTScheduler:
         self.num_classes = m["num_classes"]
         self.submodels = [Submodel(self.folder / e["file"], e, num_threads) for e in m["exits"]]
         for prev, sub in zip(self.submodels, self.submodels[1:]):
-            sub.cls_source = prev.entry["outputs"]["cls_out"]
+            sub.set_cls_source(prev.entry["outputs"]["cls_out"])
         image = m["exits"][0]["inputs"]["image"]
         self.image_shape = tuple(image["shape"][1:])
         self.image_dtype = image["dtype"]
@@ -416,9 +437,12 @@ class RAViTScheduler:
 
     def classify(self, image: np.ndarray, thresholds: Any = None) -> Classification:
         """Classifies one (H, W, 3) image with the early-exit rule."""
-        start = time.perf_counter()
         taus = self._thresholds if thresholds is None else early_exit.validate_thresholds(
             thresholds, len(self.submodels), self.num_classes)
+        return self._classify(image, taus)
+
+    def _classify(self, image: np.ndarray, taus: np.ndarray) -> Classification:
+        start = time.perf_counter()
         image = self._check_image(image)
         entropies, latencies = [], []
         last = len(self.submodels) - 1
@@ -431,10 +455,10 @@ class RAViTScheduler:
             t0 = time.perf_counter()
             it.invoke()
             latencies.append(1e3 * (time.perf_counter() - t0))
-            logits = (it.get_tensor(sub.logits_index)[0].astype(np.float64) - sub.logits_zero_point) * sub.logits_scale
-            probabilities, u = _softmax_entropy(logits)
+            e, total, u = _exp_entropy(it.get_tensor(sub.logits_index)[0], sub.logits_scale)
             entropies.append(u)
             if k == last or u <= taus[k]:
+                probabilities = e / total
                 label = int(np.argmax(probabilities))
                 return Classification(
                     label=label, label_name=self.labels[label], probabilities=probabilities,
@@ -485,8 +509,9 @@ class RAViTScheduler:
             import keras
 
             bar = keras.utils.Progbar(total, unit_name="image")
+        taus = self._thresholds if thresholds is None else thresholds
         for i, image in enumerate(images):
-            c = self.classify(image, thresholds)
+            c = self._classify(image, taus)
             report.add(c, next(label_iter) if label_iter is not None else None)
             if bar is not None and (i + 1) % 100 == 0:
                 bar.update(i + 1)
