@@ -264,8 +264,9 @@ def run_benchmark(
     if benchmark_tool_path():
         for name, p in files.items():
             r = run_benchmark_tool(p, num_threads=num_threads, num_runs=100)
-            tool[name] = {k: v for k, v in r.items() if "ms" in k or k == "command"}
-            tool[name]["phone_command"] = phone_benchmark_command(str(p), num_threads)
+            tool[name] = {**r.get("latency", {}), "fully_accelerated": r.get("fully_accelerated"),
+                          "command": r["command"],
+                          "phone_command": phone_benchmark_command(str(p), num_threads)}
     result["benchmark_tool"] = tool
 
     # Keras float reference and end-to-end scheduler runs.
@@ -325,8 +326,9 @@ def format_benchmark(result: dict[str, Any], ravit_config, vit_config) -> str:
 
     lat = result["latency_ms"]
     lines = [f"CPU: {result['cpu']}; {result['threads']} thread(s); {result['images']} images.", ""]
-    lines += ["| submodel | MACs (layers) | median latency (ms) | GMAC/s | ops not delegated to XNNPACK | partitions |",
-              "|---|---|---|---|---|---|"]
+    tool = result.get("benchmark_tool", {})
+    lines += ["| submodel | MACs (layers) | median latency (ms) | litert-benchmark median (ms) | GMAC/s | ops not delegated to XNNPACK | partitions |",
+              "|---|---|---|---|---|---|---|"]
     costs = {"ravit": flops.branch_costs(ravit_config), "vit": flops.branch_costs(vit_config)}
     for name, t in lat.items():
         macs = ""
@@ -338,7 +340,8 @@ def format_benchmark(result: dict[str, Any], ravit_config, vit_config) -> str:
             macs, gmacs = f"{m / 1e6:.2f} M", f"{m / t['median_ms'] / 1e6:.1f}"
         d = result["delegation"][name]
         nd = ", ".join(f"{k}×{v}" for k, v in sorted(d["not_delegated"].items())) or "none"
-        lines.append(f"| {name} | {macs} | {t['median_ms']:.3f} | {gmacs} | {nd} | {d['delegate_partitions']} |")
+        tool_ms = tool.get(name, {}).get("median_ms", "")
+        lines.append(f"| {name} | {macs} | {t['median_ms']:.3f} | {tool_ms} | {gmacs} | {nd} | {d['delegate_partitions']} |")
 
     def total(prefix):
         return sum(t["median_ms"] for n, t in lat.items() if n.startswith(prefix))

@@ -178,7 +178,7 @@ def _calibration(args, config, limit):
 
 
 def cmd_convert(args) -> int:
-    from ravit_keras.export import ConversionOptions, convert
+    from ravit_keras.export import ConversionOptions, convert, convert_fastest
 
     model = _load_model(args.model)
     config = model.ravit_config
@@ -186,9 +186,14 @@ def cmd_convert(args) -> int:
     print(f"Converting RAViT {config.layer_spec} to {args.mode} submodels, calibrated on "
           f"{min(args.num_calibration, len(images))} {args.data} {args.calibration_split} images "
           f"(thresholds on {len(images)})", flush=True)
-    options = ConversionOptions(mode=args.mode, num_calibration=args.num_calibration)
-    manifest = convert(model, args.out, images, labels, class_names=names, options=options,
-                       overwrite=args.overwrite)
+    if args.mode == "auto":
+        options = ConversionOptions(num_calibration=args.num_calibration)
+        manifest = convert_fastest(model, args.out, images, labels, class_names=names,
+                                   options=options, overwrite=args.overwrite)
+    else:
+        options = ConversionOptions(mode=args.mode, num_calibration=args.num_calibration)
+        manifest = convert(model, args.out, images, labels, class_names=names, options=options,
+                           overwrite=args.overwrite)
     print(f"mode: {manifest['quantization']}; default thresholds: "
           f"{[round(t, 4) for t in manifest['default_thresholds']]}")
     return 0
@@ -268,7 +273,7 @@ def cmd_demo(args) -> int:
                "--out", str(out / "eval")])
     if rc:
         return rc
-    rc = main(["convert", "--model", str(out / "train"), "--data", "generated",
+    rc = main(["convert", "--model", str(out / "train"), "--data", "generated", "--mode", args.mode,
                "--calibration-images", str(args.test_images), "--out", str(out / "tflite"), "--overwrite"])
     if rc:
         return rc
@@ -329,7 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help=".keras file or training run folder")
     _add_data_args(p)
     p.add_argument("--out", required=True, help="output folder (written atomically)")
-    p.add_argument("--mode", default="int8", choices=("int8", "int16x8", "float32"))
+    p.add_argument("--mode", default="auto", choices=("auto", "int8", "int16x8", "float32"),
+                   help="auto (default): convert int8 and float32, keep the one fastest ON THIS "
+                        "MACHINE within 1 top-1 point; for a phone pass int8 (fast on ARM)")
     p.add_argument("--num-calibration", type=int, default=500, help="images that calibrate int8 ranges")
     _add_calibration_args(p)
     p.add_argument("--overwrite", action="store_true")
@@ -369,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-images", type=int, default=3000)
     p.add_argument("--test-images", type=int, default=1000)
     p.add_argument("--mac-budget-fraction", type=float, default=0.6)
+    p.add_argument("--mode", default="auto", choices=("auto", "int8", "int16x8", "float32"),
+                   help="conversion mode (int8 for the Android app)")
     p.set_defaults(func=cmd_demo)
     return parser
 
