@@ -6,9 +6,12 @@ One submodel per branch that runs, each with batch 1 fixed in its signature:
              cls_in (1, d)       CLS token of the previous branch (not on the first)
     outputs: logits (1, classes), cls_out (1, d)
 
-Modes: ``int8`` (full integer, uint8 pixels in, int8 CLS and logits, calibrated
-on real images), ``int16x8`` (16-bit activations, 8-bit weights, float32
-interface: for when full int8 loses too much) and ``float32``.
+Modes: ``int8`` (full integer, calibrated on real images: uint8 pixels and a
+uint8 ``cls_in`` in, since the converter applies one input type to every input;
+int8 ``logits`` and ``cls_out`` out; the scheduler requantises cls_out into
+cls_in), ``int16x8`` (16-bit activations, 8-bit weights, float32 interface: for
+when full int8 loses too much) and ``float32``. ``convert_fastest`` (the CLI's
+``--mode auto``) converts to several and keeps the fastest accurate one.
 
 The manifest is what the runtimes (``ravit_keras.scheduler``, the Android core)
 read: exit order, files and checksums, tensor names, shapes, dtypes and
