@@ -64,13 +64,13 @@ def _add_calibration_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-split", default="train", help="split they are taken from")
 
 
-def _load(args, split: str, config, limit: int | None):
+def _load(args, split: str, image_size, num_classes: int, limit: int | None):
     from ravit_keras.data import load_split
 
     return load_split(
-        args.data, split, data_dir=args.data_dir, image_size=config.image_size,
+        args.data, split, data_dir=args.data_dir, image_size=image_size,
         holdout_fraction=args.holdout_fraction, num_examples=limit,
-        num_classes=config.num_classes if args.data == "generated" else None,
+        num_classes=num_classes if args.data == "generated" else None,
     )
 
 
@@ -111,11 +111,11 @@ def cmd_train(args) -> int:
     # tf.data's seeded shuffle and augmentation combine their seed with TF's global
     # seed: fixing it here makes a run depend on --seed alone.
     keras.utils.set_random_seed(args.seed)
-    train_split = _load(args, "train", config, args.limit_train)
+    train_split = _load(args, "train", config.image_size, config.num_classes, args.limit_train)
     train_ds = make_pipeline(train_split, config, training.batch_size, training=True, seed=args.seed)
     val_ds = None
     if args.validate:
-        val_split = _load(args, "test", config, args.limit_test)
+        val_split = _load(args, "test", config.image_size, config.num_classes, args.limit_test)
         val_ds = make_pipeline(val_split, config, training.batch_size, training=False)
     print(f"Training RAViT {config.layer_spec} ({config.name}) on {train_split.num_examples} "
           f"images from {args.data} for {training.epochs} epochs -> {args.out}", flush=True)
@@ -141,11 +141,12 @@ def cmd_eval(args) -> int:
     config = model.ravit_config
     if args.mac_budget is not None and args.mac_budget <= 1:
         args.mac_budget *= flops.model_macs(config)  # A fraction of the full model.
-    split = _load(args, args.split, config, args.limit)
+    split = _load(args, args.split, config.image_size, config.num_classes, args.limit)
     logits, labels = predict_exit_logits(model, split, args.batch_size)
     calibration = None
     if args.mac_budget is not None or args.max_accuracy_drop is not None:
-        cal_split = _load(args, args.calibration_split, config, args.calibration_limit)
+        cal_split = _load(args, args.calibration_split, config.image_size, config.num_classes,
+                          args.calibration_limit)
         calibration = predict_exit_logits(model, cal_split, args.batch_size)
     baselines = {}
     for spec in args.baseline or []:
@@ -172,7 +173,7 @@ def cmd_eval(args) -> int:
 
 
 def _calibration(args, config, limit):
-    split = _load(args, args.calibration_split, config, limit)
+    split = _load(args, args.calibration_split, config.image_size, config.num_classes, limit)
     images, labels = split.as_numpy()
     return images, labels, split.class_names
 
@@ -217,7 +218,7 @@ def cmd_run(args) -> int:
         sched.set_thresholds(sched.battery_thresholds(args.battery))
     m = sched.manifest
     shape = (m["image"]["height"], m["image"]["width"])
-    split = _load(args, args.split, _SizeOnly(shape, m["num_classes"]), args.limit)
+    split = _load(args, args.split, shape, m["num_classes"], args.limit)
     images = (img for img, _ in split.dataset.as_numpy_iterator())
     labels = (int(lbl) for _, lbl in split.dataset.as_numpy_iterator())
     print(f"Scheduling {split.num_examples} {args.data} {args.split} images through "
@@ -235,20 +236,13 @@ def cmd_run(args) -> int:
     return 0
 
 
-class _SizeOnly:
-    """The two config fields ``_load`` needs, for commands that have a manifest, not a config."""
-
-    def __init__(self, image_size, num_classes):
-        self.image_size, self.num_classes = image_size, num_classes
-
-
 def cmd_bench(args) -> int:
     from ravit_keras.benchmark import run_benchmark
 
     model = _load_model(args.model)
     baseline = _load_model(args.baseline)
     config = model.ravit_config
-    test = _load(args, args.split, config, args.limit)
+    test = _load(args, args.split, config.image_size, config.num_classes, args.limit)
     images, labels = test.as_numpy()
     cal_images, cal_labels, names = _calibration(args, config, args.calibration_images)
     result = run_benchmark(model, baseline, images, labels, cal_images, cal_labels, args.out,

@@ -71,14 +71,15 @@ def evaluate_logits(
             accuracy_vs_mflops.png and exit_histogram.png there.
     """
     exit_macs = flops.exit_macs(config)
+    macs = flops.model_macs(config)
     report: dict[str, Any] = {
         "config": config.name,
         "layers": config.layer_spec,
         "num_images": int(len(labels)),
         "exit_names": list(config.exit_names),
         "exit_macs": exit_macs,
-        "macs": flops.model_macs(config),
-        "mflops": 2 * flops.model_macs(config) / 1e6,
+        "macs": macs,
+        "mflops": 2 * macs / 1e6,
     }
     no_exit = early_exit.evaluate_exits(exit_logits, labels, 0.0, exit_macs)
     report["per_exit_accuracy"] = no_exit["per_exit_accuracy"]

@@ -140,13 +140,14 @@ def requantize(q: np.ndarray, source: dict, target: dict) -> np.ndarray:
     # (q - zp)·s_out is exact in float64 (a 16-bit integer times a float32 scale), so
     # only the division rounds: exact .5 ties stay ties, in Python and on the phone.
     x = (q.astype(np.float64) - source["zero_point"]) * float(source["scale"]) / float(target["scale"])
-    shifted = np.trunc(x + np.copysign(0.5, x))  # Round half away from zero.
+    shifted = _round_half_away(x)
     shifted += target["zero_point"]
     return np.minimum(np.maximum(shifted, lo, out=shifted), hi, out=shifted).astype(t_dtype)
 
 
 def _round_half_away(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+    """Round half away from zero; equals Java's signum(x)·floor(|x| + 0.5) for every double."""
+    return np.trunc(x + np.copysign(0.5, x))
 
 
 def _exp_entropy(q: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
@@ -481,9 +482,7 @@ class RAViTScheduler:
         for k, sub in enumerate(self.submodels):
             inputs = {"image": image}
             if k:
-                inputs["cls_in"] = requantize(
-                    cls, self.submodels[k - 1].entry["outputs"]["cls_out"], sub.entry["inputs"]["cls_in"]
-                )
+                inputs["cls_in"] = sub.requantize_cls(cls)
             outputs, _ = sub(inputs)
             spec = sub.entry["outputs"]["logits"]
             logits_all.append(dequantize(outputs["logits"][0], spec["scale"], spec["zero_point"]))
