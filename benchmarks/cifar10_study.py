@@ -12,6 +12,7 @@ of accuracy vs MFLOPs. Re-running resumes unfinished trainings.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -48,44 +49,48 @@ def measure_throughput(config, batch_size: int, steps: int, seed: int = 0) -> fl
     return len(x) / (time.perf_counter() - start)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="CIFAR-10 source (python folder, .tar.gz, .npz or tfds:cifar10)")
-    p.add_argument("--out", default="runs/cifar10_study")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=256)
+def add_recipe_arguments(p: argparse.ArgumentParser, *, epochs: int, batch_size: int) -> None:
+    """The recipe and output flags every study shares."""
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup-epochs", type=float, default=0.5)
     p.add_argument("--limit-train", type=int, help="use only the first N training images")
-    p.add_argument("--throughput-steps", type=int, default=12, help="0 skips the throughput measurement")
-    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
-    args = p.parse_args(argv)
 
-    out = Path(args.out)
+
+def run_study(base, models: dict, train_split, test_split, args, out: Path, dataset_title: str) -> dict:
+    """Trains (or resumes) each of ``models`` ({name: layer spec}) on ``base`` and reports.
+
+    Writes ``out/results.json`` after every model, then ``out/results.md`` and
+    ``out/accuracy_vs_mflops.png``; each model's run folder is ``out/<name>``.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    base = get_config("cifar10")
     recipe = TrainingConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=0,
     )
-    train_split = load_split(args.data, "train", num_examples=args.limit_train)
-    test_split = load_split(args.data, "test")
     results = {"recipe": recipe.__dict__, "train_images": train_split.num_examples,
                "test_images": test_split.num_examples, "models": {}}
-    names = [m.strip() for m in args.models.split(",")]
-    for name in names:
-        config = base.replace(layers=MODELS[name])
+    throughput_steps = getattr(args, "throughput_steps", 0)
+    previous = {}
+    if (out / "results.json").is_file():  # Keeps the training times of finished runs.
+        previous = json.loads((out / "results.json").read_text()).get("models", {})
+    for name, layers in models.items():
+        config = base.replace(layers=layers)
         run = out / name.replace(" ", "_")
         entry = {"layers": config.layer_spec, "mflops": 2 * flops.model_macs(config) / 1e6}
-        if args.throughput_steps:
-            entry["train_images_per_s"] = measure_throughput(config, args.batch_size, args.throughput_steps)
+        if throughput_steps:
+            entry["train_images_per_s"] = measure_throughput(config, args.batch_size, throughput_steps)
             print(f"{name}: {entry['train_images_per_s']:.1f} training images/s", flush=True)
         if not (run / MODEL_FILE).exists():
             start = time.perf_counter()
             ds = make_pipeline(train_split, config, args.batch_size, training=True, seed=0)
             train(config, ds, run, recipe, verbose=2)
+            # Wall time of this call only: a resumed run counts just the epochs it ran.
             entry["train_seconds"] = time.perf_counter() - start
+        elif "train_seconds" in previous.get(name, {}):
+            entry["train_seconds"] = previous[name]["train_seconds"]
         model = load_ravit(str(run / MODEL_FILE))
         logits, labels = predict_exit_logits(model, test_split)
         report = evaluate_logits(config, logits, labels, out_dir=run / "eval")
@@ -101,10 +106,26 @@ def main(argv=None) -> int:
         if "sweep" in entry:
             early_exit.plot_accuracy_vs_flops(
                 entry["sweep"], out / "accuracy_vs_mflops.png", baselines=baselines,
-                title=f"CIFAR-10, {args.epochs} epochs: {name} early exit vs classic ViTs",
+                title=f"{dataset_title}, {args.epochs} epochs: {name} early exit vs classic ViTs",
             )
     atomic_write_text(out / "results.md", format_markdown(results, args))
     print((out / "results.md").read_text())
+    return results
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="CIFAR-10 source (python folder, .tar.gz, .npz or tfds:cifar10)")
+    p.add_argument("--out", default="runs/cifar10_study")
+    add_recipe_arguments(p, epochs=3, batch_size=256)
+    p.add_argument("--throughput-steps", type=int, default=12, help="0 skips the throughput measurement")
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
+    args = p.parse_args(argv)
+
+    train_split = load_split(args.data, "train", num_examples=args.limit_train)
+    test_split = load_split(args.data, "test")
+    models = {m.strip(): MODELS[m.strip()] for m in args.models.split(",")}
+    run_study(get_config("cifar10"), models, train_split, test_split, args, Path(args.out), "CIFAR-10")
     return 0
 
 
@@ -119,7 +140,12 @@ def format_markdown(results, args) -> str:
     ]
     for name, e in results["models"].items():
         per_exit = ", ".join(f"{100 * a:.2f}" for a in e["per_exit_accuracy"])
-        tput = f"{e['train_images_per_s']:.0f}" if "train_images_per_s" in e else "-"
+        if "train_images_per_s" in e:
+            tput = f"{e['train_images_per_s']:.0f}"
+        elif "train_seconds" in e:  # Whole fit() calls, XLA compilation and evaluation included.
+            tput = f"{results['train_images'] * args.epochs / e['train_seconds']:.0f} (fit)"
+        else:
+            tput = "-"
         lines.append(f"| {name} | {e['layers']} | {e['mflops']:.2f} | {100 * e['top1']:.2f} | {per_exit} | {tput} |")
     for name, e in results["models"].items():
         if "sweep" not in e:

@@ -101,6 +101,14 @@ class DataSplit:
         )
         return dataclasses.replace(self, dataset=dataset, image_size=size)
 
+    def cached(self) -> "DataSplit":
+        """Returns this split with decoded images kept in memory after the first pass.
+
+        Worth it for image files (Tiny ImageNet is 0.7 GB decoded) when training
+        for several epochs on a machine where JPEG decoding competes with training.
+        """
+        return dataclasses.replace(self, dataset=self.dataset.cache())
+
     def as_numpy(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Returns `(images uint8 [N, H, W, 3], labels int64 [N])`, N <= `limit`.
 

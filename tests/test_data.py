@@ -561,3 +561,16 @@ def test_real_tiny_imagenet_jpegs(tmp_path):
     assert x.std() > 20  # real photos, decoded
     first = Image.open(io.BytesIO(blob[off[0]:off[1]].tobytes())).convert("RGB")
     assert first.size == (64, 64)
+
+
+def test_cached_split_keeps_content_and_order(tmp_path):
+    _make_tiny_imagenet(tmp_path / "tiny-imagenet-200", with_val=False, per_class=4)
+    split = data.load_split(str(tmp_path), "train", holdout_fraction=0.25)
+    cached = split.cached()
+    assert (cached.num_examples, cached.class_names, cached.image_size) == (
+        split.num_examples, split.class_names, split.image_size)
+    x, y = split.as_numpy()
+    for _ in range(2):  # The second pass reads from memory.
+        cx, cy = cached.as_numpy()
+        np.testing.assert_array_equal(cx, x)
+        np.testing.assert_array_equal(cy, y)

@@ -1,0 +1,48 @@
+"""The benchmark studies (benchmarks/*_study.py) run end to end on tiny data and resume."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_data import _make_tiny_imagenet
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+pytestmark = pytest.mark.slow
+
+
+def test_tinyimagenet_study_trains_reports_and_resumes(tmp_path):
+    import tinyimagenet_study
+
+    data_dir = _make_tiny_imagenet(tmp_path / "tiny-imagenet-200", with_val=False, per_class=8)
+    out = tmp_path / "study"
+    argv = ["--data", str(data_dir), "--out", str(out), "--epochs", "1", "--batch-size", "6",
+            "--hidden-dim", "16", "--mlp-dim", "32", "--num-heads", "2", "--holdout-fraction", "0.25"]
+    assert tinyimagenet_study.main(argv) == 0
+
+    results = json.loads((out / "results.json").read_text())
+    assert (results["train_images"], results["test_images"]) == (18, 6)
+    models = results["models"]
+    assert list(models) == ["RAViT 2-0-3", "ViT-3", "ViT-4"]
+    assert [m["layers"] for m in models.values()] == ["2-0-3", "0-0-3", "0-0-4"]
+    # 2-0-3 adds two cheap 16x16 layers to ViT-3's three 64x64 ones and costs less than ViT-4.
+    assert models["ViT-3"]["mflops"] < models["RAViT 2-0-3"]["mflops"] < models["ViT-4"]["mflops"]
+    assert len(models["RAViT 2-0-3"]["per_exit_accuracy"]) == 2  # branch 2 has no layers, no exit
+    sweep = models["RAViT 2-0-3"]["sweep"]
+    assert sweep[0]["exit_counts"] == [0, 6] and sum(sweep[-1]["exit_counts"]) == 6
+    assert "sweep" not in models["ViT-3"]
+    assert (out / "accuracy_vs_mflops.png").stat().st_size > 0
+    assert "| RAViT 2-0-3 | 2-0-3 |" in (out / "results.md").read_text()
+
+    # A rerun evaluates the finished models again without training them.
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*/model.keras")}
+    assert len(mtimes) == 3
+    assert tinyimagenet_study.main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/model.keras")} == mtimes
+    rerun = json.loads((out / "results.json").read_text())["models"]
+    assert rerun["ViT-4"]["train_seconds"] == models["ViT-4"]["train_seconds"]
+    assert rerun["ViT-4"]["top1"] == models["ViT-4"]["top1"]
