@@ -233,6 +233,11 @@ def cmd_run(args) -> int:
     if args.out:
         atomic_write_json(args.out, report)
         print(f"Wrote {args.out}")
+    if args.plot:
+        from ravit_keras.early_exit import plot_exit_histogram
+
+        plot_exit_histogram(report["exit_counts"], sched.exit_names, args.plot)
+        print(f"Wrote {args.plot}")
     return 0
 
 
@@ -347,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-budget-ms", type=float, help="expected latency per image, measured here")
     p.add_argument("--battery", type=float, help="battery level 0..1 for the battery-aware policy")
     p.add_argument("--out", help="write the report as JSON")
+    p.add_argument("--plot", help="draw the exit histogram as PNG")
     p.add_argument("--verbose", action="store_true", help="progress bar")
     p.set_defaults(func=cmd_run)
 

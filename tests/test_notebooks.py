@@ -41,7 +41,7 @@ NOTEBOOKS = {
     "02_early_exit.ipynb": (dict(MODEL_PATH=None, BASELINE_PATHS={}), 300),
     "03_deploy.ipynb": (dict(MODEL_PATH=None, NUM_CALIBRATION=64, LIMIT_CALIBRATION=128,
                              BENCHMARK_RUNS=20, BATTERY_LEVELS=(1.0, 0.3, 0.1)), 300),
-    "04_tinyimagenet_three_branches.ipynb": (dict(), 300),
+    "04_tinyimagenet_three_branches.ipynb": (dict(NUM_CALIBRATION=32, BENCHMARK_RUNS=20), 360),
 }
 
 

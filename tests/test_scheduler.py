@@ -539,6 +539,12 @@ def test_cli_run_writes_a_report(tflite_int8_folder, tmp_path, capsys):
     assert "accuracy" in capsys.readouterr().out
 
 
+def test_cli_run_draws_the_exit_histogram(tflite_int8_folder, tmp_path):
+    plot = tmp_path / "exits.png"
+    assert _run(tflite_int8_folder, tmp_path / "run.json", "--plot", str(plot)) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_cli_run_policies(tflite_int8_folder, tmp_path):
     sched = RAViTScheduler(tflite_int8_folder)
     out = tmp_path / "battery.json"
