@@ -236,7 +236,10 @@ def cmd_run(args) -> int:
     if args.plot:
         from ravit_keras.early_exit import plot_exit_histogram
 
-        plot_exit_histogram(report["exit_counts"], sched.exit_names, args.plot)
+        taus = ", ".join(f"{t:.3g}" for t in sched.thresholds)
+        plot_exit_histogram(report["exit_counts"], sched.exit_names, args.plot,
+                            title=f"{m['quantization']} scheduler, τ = {taus}\n"
+                                  f"top-1 {100 * report['accuracy']:.2f}%, {report['avg_mflops']:.1f} MFLOPs/image")
         print(f"Wrote {args.plot}")
     return 0
 

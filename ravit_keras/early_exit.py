@@ -462,7 +462,8 @@ def plot_accuracy_vs_flops(
     return _save_figure(fig, path)
 
 
-def plot_exit_histogram(exit_counts: Sequence[int], exit_names: Sequence[str], path: str | Path) -> Path:
+def plot_exit_histogram(exit_counts: Sequence[int], exit_names: Sequence[str], path: str | Path,
+                        title: str = "exit histogram") -> Path:
     """Bar chart of how many images left at each exit, written atomically as PNG."""
     counts = [int(k) for k in exit_counts]
     names = [str(n) for n in exit_names]
@@ -477,7 +478,7 @@ def plot_exit_histogram(exit_counts: Sequence[int], exit_names: Sequence[str], p
                     va="bottom", fontsize=8, textcoords="offset points", xytext=(0, 2))
     ax.set_ylabel("images")
     ax.set_ylim(0, max(counts + [1]) * 1.25)
-    ax.set_title("exit histogram")
+    ax.set_title(title, fontsize=9 if len(title) > 40 else None)
     return _save_figure(fig, path)
 
 
