@@ -4,6 +4,7 @@
 set -uo pipefail
 export RAVIT_WITH_JAVA=1
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh" || exit 1
+set +e  # setup.sh sets -e; a Python failure must not skip the Java tests.
 python -m pytest -q -p no:cacheprovider "$@"
 py=$?
 bash android_demo/core/run_tests.sh
