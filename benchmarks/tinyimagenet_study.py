@@ -10,7 +10,7 @@ unfinished trainings; writes ``OUT/results.{json,md}`` and a plot.
 
     python ../shared/data/materialize.py tinyimagenet /tmp/data
     python benchmarks/tinyimagenet_study.py --data /tmp/data/tiny-imagenet-200 \
-        --epochs 3 --out runs/tinyimagenet_study
+        --epochs 8 --out runs/tinyimagenet_study   # the run in BENCHMARKS.md section 4
 """
 
 from __future__ import annotations
