@@ -107,6 +107,11 @@ def undelegated_ops(model_path: str | Path) -> dict[str, Any]:
     }
 
 
+def format_op_counts(counts: dict[str, int]) -> str:
+    """``{"GELU": 3, "ADD": 7}`` as ``"ADD×7, GELU×3"`` (sorted), or ``"none"``."""
+    return ", ".join(f"{k}×{v}" for k, v in sorted(counts.items())) or "none"
+
+
 def interleaved_latency(model_paths: Sequence[str | Path], rounds: int = 5, runs: int = 100,
                         warmup: int = 20, num_threads: int = 1) -> dict[str, dict[str, float]]:
     """Median/p90 invoke latency (ms) of each model, timed interleaved in rounds."""
@@ -339,7 +344,7 @@ def format_benchmark(result: dict[str, Any], ravit_config, vit_config) -> str:
             m = costs[tag][branch].macs
             macs, gmacs = f"{m / 1e6:.2f} M", f"{m / t['median_ms'] / 1e6:.1f}"
         d = result["delegation"][name]
-        nd = ", ".join(f"{k}×{v}" for k, v in sorted(d["not_delegated"].items())) or "none"
+        nd = format_op_counts(d["not_delegated"])
         tool_ms = tool.get(name, {}).get("median_ms", "")
         lines.append(f"| {name} | {macs} | {t['median_ms']:.3f} | {tool_ms} | {gmacs} | {nd} | {d['delegate_partitions']} |")
 
