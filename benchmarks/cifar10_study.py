@@ -22,13 +22,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from ravit_keras import early_exit, flops  # noqa: E402
+from ravit_keras import exits  # noqa: E402
 from ravit_keras.config import get_config  # noqa: E402
 from ravit_keras.data import load_split, make_pipeline  # noqa: E402
 from ravit_keras.evaluation import evaluate_logits, predict_exit_logits  # noqa: E402
 from ravit_keras.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
-from ravit_keras.model import RAViT, load_ravit  # noqa: E402
-from ravit_keras.train import MODEL_FILE, TrainingConfig, compile_ravit, make_optimizer, train  # noqa: E402
+from ravit_keras.model import (  # noqa: E402
+    RAViT,
+    flops,  # noqa: E402
+    load_ravit,
+)
+from ravit_keras.train import (  # noqa: E402
+    MODEL_FILE,
+    TrainingConfig,
+    compile_ravit,
+    make_optimizer,
+    train,
+)
 
 MODELS = {"ViT-3": "0-3", "ViT-4": "0-4", "RAViT 1-3": "1-3"}
 
@@ -104,7 +114,7 @@ def run_study(base, models: dict, train_split, test_split, args, out: Path, data
     baselines = {n: (e["mflops"], e["top1"]) for n, e in results["models"].items() if "sweep" not in e}
     for name, entry in results["models"].items():
         if "sweep" in entry:
-            early_exit.plot_accuracy_vs_flops(
+            exits.plot_accuracy_vs_flops(
                 entry["sweep"], out / "accuracy_vs_mflops.png", baselines=baselines,
                 title=f"{dataset_title}, {args.epochs} epochs: {name} early exit vs classic ViTs",
             )

@@ -1,11 +1,14 @@
 """RAViT (Resolution-Adaptive Vision Transformer) in Keras 3, with int8 TFLite
 submodels and an early-exit scheduler.
 
-The public names below load lazily, so ``import ravit_keras.early_exit`` or the
+The package follows the data flow: ``config`` → ``data`` (images) and ``model``
+(branches, joint model, cost model) → ``train`` / ``evaluation`` → ``exits``
+(early-exit maths) → ``deploy`` (submodels, manifest, scheduler, benchmarks).
+The public names below load lazily, so ``import ravit_keras.exits`` or the
 scheduler does not pull in TensorFlow until a Keras model is needed.
 """
 
-import importlib
+from ravit_keras._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -16,14 +19,9 @@ _EXPORTS = {
     "training_callbacks": "train", "train": "train",
     "load_split": "data", "make_pipeline": "data",
     "predict_exit_logits": "evaluation", "evaluate_logits": "evaluation",
-    "convert": "export", "ConversionOptions": "export",
-    "RAViTScheduler": "scheduler", "load_manifest": "scheduler",
+    "convert": "deploy", "ConversionOptions": "deploy",
+    "RAViTScheduler": "deploy", "load_manifest": "deploy",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"ravit_keras.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'ravit_keras' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -78,7 +78,7 @@ def _load(args, split: str, image_size, num_classes: int, limit: int | None):
 
 
 def cmd_flops(args) -> int:
-    from ravit_keras import flops
+    from ravit_keras.model import flops
 
     config = _config_from_args(args)
     if args.json:
@@ -134,8 +134,12 @@ def _load_model(path: str):
 
 
 def cmd_eval(args) -> int:
-    from ravit_keras import flops
-    from ravit_keras.evaluation import evaluate_logits, format_report, predict_exit_logits
+    from ravit_keras.evaluation import (
+        evaluate_logits,
+        format_report,
+        predict_exit_logits,
+    )
+    from ravit_keras.model import flops
 
     model = _load_model(args.model)
     config = model.ravit_config
@@ -179,7 +183,8 @@ def _calibration(args, config, limit):
 
 
 def cmd_convert(args) -> int:
-    from ravit_keras.export import ConversionOptions, convert, convert_fastest
+    from ravit_keras.deploy.convert import ConversionOptions, convert
+    from ravit_keras.deploy.mode_selection import convert_fastest
 
     model = _load_model(args.model)
     config = model.ravit_config
@@ -201,8 +206,8 @@ def cmd_convert(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from ravit_keras.deploy.scheduler import RAViTScheduler
     from ravit_keras.io_utils import atomic_write_json
-    from ravit_keras.scheduler import RAViTScheduler
 
     sched = RAViTScheduler(args.model, num_threads=args.threads)
     chosen = [a for a in ("thresholds", "mac_budget", "latency_budget_ms", "battery") if getattr(args, a) is not None]
@@ -234,7 +239,7 @@ def cmd_run(args) -> int:
         atomic_write_json(args.out, report)
         print(f"Wrote {args.out}")
     if args.plot:
-        from ravit_keras.early_exit import plot_exit_histogram
+        from ravit_keras.exits import plot_exit_histogram
 
         taus = ", ".join(f"{t:.3g}" for t in sched.thresholds)
         plot_exit_histogram(report["exit_counts"], sched.exit_names, args.plot,
@@ -245,7 +250,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from ravit_keras.benchmark import run_benchmark
+    from ravit_keras.deploy.benchmark import run_benchmark
 
     model = _load_model(args.model)
     baseline = _load_model(args.baseline)

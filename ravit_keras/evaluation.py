@@ -2,7 +2,7 @@
 
 The model runs once over the data; every exit's logits are kept and all the
 early-exit figures (per-exit accuracy, routed accuracy at thresholds, sweeps,
-calibrated thresholds) are computed from them with ``ravit_keras.early_exit``.
+calibrated thresholds) are computed from them with ``ravit_keras.exits``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ravit_keras import early_exit, flops
+from ravit_keras import exits
 from ravit_keras.config import RAViTConfig
 from ravit_keras.io_utils import atomic_write_json
+from ravit_keras.model import flops
 
 
 def predict_exit_logits(model, data, batch_size: int = 256, verbose: int | str = 0) -> tuple[list[np.ndarray], np.ndarray | None]:
@@ -62,7 +63,7 @@ def evaluate_logits(
         config: the model's configuration (exit costs come from the cost model).
         exit_logits, labels: the evaluation split.
         thresholds: optional τ (scalar or per exit) to report routed results for.
-        sweep_thresholds: τ grid for the sweep (default: ``early_exit.default_threshold_grid``).
+        sweep_thresholds: τ grid for the sweep (default: ``exits.default_threshold_grid``).
         calibration: optional ``(exit_logits, labels)`` of a separate split on
             which thresholds are calibrated to ``mac_budget`` or ``max_accuracy_drop``;
             the chosen thresholds are then evaluated on the evaluation split.
@@ -81,18 +82,18 @@ def evaluate_logits(
         "macs": macs,
         "mflops": 2 * macs / 1e6,
     }
-    no_exit = early_exit.evaluate_exits(exit_logits, labels, 0.0, exit_macs)
+    no_exit = exits.evaluate_exits(exit_logits, labels, 0.0, exit_macs)
     report["per_exit_accuracy"] = no_exit["per_exit_accuracy"]
     report["accuracy"] = no_exit["accuracy"]
     if thresholds is not None:
-        report["at_thresholds"] = early_exit.evaluate_exits(exit_logits, labels, thresholds, exit_macs)
+        report["at_thresholds"] = exits.evaluate_exits(exit_logits, labels, thresholds, exit_macs)
     rows = []
     if len(exit_logits) > 1:
-        rows = early_exit.sweep(exit_logits, labels, exit_macs, sweep_thresholds)
+        rows = exits.sweep(exit_logits, labels, exit_macs, sweep_thresholds)
         report["sweep"] = rows
     if calibration is not None and len(exit_logits) > 1:
         cal_logits, cal_labels = calibration
-        chosen = early_exit.calibrate_thresholds(
+        chosen = exits.calibrate_thresholds(
             cal_logits, cal_labels, exit_macs, mac_budget=mac_budget,
             max_accuracy_drop=max_accuracy_drop,
         )
@@ -101,7 +102,7 @@ def evaluate_logits(
             "mac_budget": mac_budget,
             "max_accuracy_drop": max_accuracy_drop,
             "on_calibration_split": chosen["calibration"],
-            "on_evaluation_split": early_exit.evaluate_exits(
+            "on_evaluation_split": exits.evaluate_exits(
                 exit_logits, labels, chosen["thresholds"], exit_macs
             ),
         }
@@ -110,14 +111,14 @@ def evaluate_logits(
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "report.json", report)
         if rows:
-            early_exit.save_sweep(rows, out / "sweep.csv")
-            early_exit.save_sweep(rows, out / "sweep.json")
-            early_exit.plot_accuracy_vs_flops(
+            exits.save_sweep(rows, out / "sweep.csv")
+            exits.save_sweep(rows, out / "sweep.json")
+            exits.plot_accuracy_vs_flops(
                 rows, out / "accuracy_vs_mflops.png", baselines=baselines,
                 title=f"{config.name} RAViT {config.layer_spec}",
             )
         counts = (report.get("at_thresholds") or no_exit)["exit_counts"]
-        early_exit.plot_exit_histogram(counts, config.exit_names, out / "exit_histogram.png")
+        exits.plot_exit_histogram(counts, config.exit_names, out / "exit_histogram.png")
     return report
 
 

@@ -18,7 +18,6 @@ from ravit_keras.config import (
     preset_names,
 )
 
-
 # Presets: the values of RAVIT.md's "Reference configurations" table ---------
 
 

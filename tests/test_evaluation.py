@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 
-from ravit_keras import flops
 from ravit_keras.cli import main
 from ravit_keras.config import get_config
 from ravit_keras.evaluation import evaluate_logits, format_report
+from ravit_keras.model import flops
 
 
 def _logits(rng, n, exits=2, classes=10):

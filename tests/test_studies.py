@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from test_data import _make_tiny_imagenet
+from tests.data.builders import make_tiny_imagenet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_tinyimagenet_study_trains_reports_and_resumes(tmp_path):
     import tinyimagenet_study
 
-    data_dir = _make_tiny_imagenet(tmp_path / "tiny-imagenet-200", with_val=False, per_class=8)
+    data_dir = make_tiny_imagenet(tmp_path / "tiny-imagenet-200", with_val=False, per_class=8)
     out = tmp_path / "study"
     argv = ["--data", str(data_dir), "--out", str(out), "--epochs", "1", "--batch-size", "6",
             "--hidden-dim", "16", "--mlp-dim", "32", "--num-heads", "2", "--holdout-fraction", "0.25"]

@@ -1,7 +1,7 @@
 package dev.ravit.core;
 
 /**
- * Softmax and the early-exit uncertainty, as {@code ravit_keras.early_exit} computes them:
+ * Softmax and the early-exit uncertainty, as {@code ravit_keras.exits} computes them:
  * {@code u = -Σ p·ln p} of {@code p = softmax(logits)}, natural log, not normalised,
  * {@code 0·ln 0 = 0}, clipped to {@code [0, ln C]}. Everything in double.
  */

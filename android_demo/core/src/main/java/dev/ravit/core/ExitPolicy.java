@@ -8,7 +8,7 @@ import java.util.Locale;
  * {@code u_i <= τ_i}; the last exit always answers. τ = 0 means no early exit, τ = ln C
  * stops every image at that exit.
  *
- * <p>Validation is that of {@code ravit_keras.early_exit.validate_thresholds}: one value
+ * <p>Validation is that of {@code ravit_keras.exits.validate_thresholds}: one value
  * for every exit, or one per exit ({@code numExits - 1} entries, or {@code numExits} with
  * the last ignored); each finite, {@code >= 0} and {@code <= ln C}. Violations throw
  * {@link IllegalArgumentException} naming the value.

@@ -1,0 +1,256 @@
+"""``ravit bench``: RAViT and a classic ViT converted the same way, benchmarked side by
+side, with the naive Keras-graph ViT as a baseline."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ravit_keras.deploy.convert import ConversionOptions, convert
+from ravit_keras.deploy.profiling import (
+    benchmark_tool_path,
+    cpu_description,
+    format_op_counts,
+    interleaved_latency,
+    phone_benchmark_command,
+    run_benchmark_tool,
+    undelegated_ops,
+)
+from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.exits import evaluate_exits
+from ravit_keras.io_utils import atomic_write_json, atomic_write_text
+from ravit_keras.model import flops
+
+# The naive baseline ------------------------------------------------------------
+
+
+def naive_keras_vit(config, num_layers: int):
+    """A plain Keras ViT built the usual way, for the "naive int8" baseline.
+
+    ``keras.layers.MultiHeadAttention``, ``LayerNormalization``, ``Dense(gelu)``,
+    CLS sliced with ``x[:, 0]``, every layer computing all tokens: what a user
+    gets without this package's graph shaping. Same sizes as ``config``'s ViT.
+    """
+    import keras
+
+    from ravit_keras.model.layers import ClassToken, PatchEmbedding, PositionEmbedding
+
+    d = config.hidden_dim
+    image = keras.Input((*config.image_size, 3))
+    x = keras.layers.Normalization(mean=[255 * m for m in config.mean],
+                                   variance=[(255 * s) ** 2 for s in config.std])(image)
+    x = PatchEmbedding(d, config.patch_size)(x)
+    x = ClassToken()(x)
+    x = PositionEmbedding()(x)
+    for _ in range(num_layers):
+        y = keras.layers.LayerNormalization(epsilon=1e-6)(x)
+        y = keras.layers.MultiHeadAttention(config.num_heads, d // config.num_heads)(y, y)
+        x = x + y
+        y = keras.layers.LayerNormalization(epsilon=1e-6)(x)
+        y = keras.layers.Dense(config.mlp_dim, activation="gelu")(y)
+        x = x + keras.layers.Dense(d)(y)
+    cls = keras.layers.LayerNormalization(epsilon=1e-6)(x[:, 0])
+    return keras.Model(image, keras.layers.Dense(config.num_classes)(cls), name=f"naive_vit_{num_layers}")
+
+
+def convert_naive(model, calibration_images: np.ndarray, path: str | Path) -> Path:
+    """Naive full-int8 conversion: default ``model.export`` (dynamic batch), no graph fixes."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            [img[None].astype(np.float32)] for img in calibration_images)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.int8
+        data = converter.convert()
+    path = Path(path)
+    path.write_bytes(data)
+    return path
+
+
+def naive_float_and_int8(config, num_layers: int, calibration_images, out_dir: str | Path) -> dict[str, Path]:
+    """Writes the naive baseline as float32 and int8 ``.tflite`` into ``out_dir``."""
+    import tensorflow as tf
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = naive_keras_vit(config, num_layers)
+    paths = {"int8": convert_naive(model, calibration_images, out_dir / f"naive_vit{num_layers}_int8.tflite")}
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        data = tf.lite.TFLiteConverter.from_saved_model(tmp).convert()
+    paths["float32"] = out_dir / f"naive_vit{num_layers}_float32.tflite"
+    paths["float32"].write_bytes(data)
+    return paths
+
+
+# The whole benchmark ----------------------------------------------------------------
+
+
+def run_benchmark(
+    model,
+    baseline,
+    images: np.ndarray,
+    labels: np.ndarray,
+    calibration_images: np.ndarray,
+    calibration_labels: np.ndarray,
+    out_dir: str | Path,
+    *,
+    thresholds: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5),
+    num_threads: int = 1,
+    modes: Sequence[str] = ("int8", "float32"),
+    naive: bool = True,
+    class_names: Sequence[str] | None = None,
+    progress=print,
+) -> dict[str, Any]:
+    """Converts RAViT and a classic ViT the same way and benchmarks them side by side.
+
+    Writes every submodel (each mode) under ``out_dir``, times all of them
+    interleaved in one process, runs ``litert-benchmark`` on each, lists the ops
+    XNNPACK could not take, runs the scheduler end to end over ``images`` at
+    each threshold, and compares with the float Keras model.
+    """
+    from ravit_keras.evaluation import (
+        predict_exit_logits,  # Runs the Keras model: TensorFlow.
+    )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"cpu": cpu_description(), "threads": num_threads, "images": int(len(images))}
+    folders = {}
+    for tag, m in (("ravit", model), ("vit", baseline)):
+        for mode in modes:
+            folder = out / f"{tag}_{mode}"
+            if not (folder / "manifest.json").exists():
+                progress(f"converting {tag} {m.ravit_config.layer_spec} to {mode}")
+                convert(m, folder, calibration_images, calibration_labels, class_names=class_names,
+                        options=ConversionOptions(mode=mode), overwrite=True, progress=None)
+            folders[(tag, mode)] = folder
+    files = {f"{tag}_{mode}/{e['file']}": folders[(tag, mode)] / e["file"]
+             for (tag, mode) in folders
+             for e in json.loads((folders[(tag, mode)] / "manifest.json").read_text())["exits"]}
+    if naive:
+        progress("building the naive Keras-graph ViT baseline")
+        layers = baseline.ravit_config.layers[-1]
+        for mode, p in naive_float_and_int8(baseline.ravit_config, layers, calibration_images[:200],
+                                            out / "naive").items():
+            files[f"naive_vit{layers}_{mode}"] = p
+    progress(f"timing {len(files)} models interleaved ({num_threads} thread)")
+    timing = interleaved_latency(list(files.values()), num_threads=num_threads)
+    result["latency_ms"] = {name: timing[str(p)] for name, p in files.items()}
+    result["delegation"] = {name: undelegated_ops(p) for name, p in files.items()}
+    tool = {}
+    if benchmark_tool_path():
+        for name, p in files.items():
+            r = run_benchmark_tool(p, num_threads=num_threads, num_runs=100)
+            tool[name] = {**r.get("latency", {}), "fully_accelerated": r.get("fully_accelerated"),
+                          "command": r["command"],
+                          "phone_command": phone_benchmark_command(str(p), num_threads)}
+    result["benchmark_tool"] = tool
+
+    # Keras float reference and end-to-end scheduler runs.
+    keras_logits, _ = predict_exit_logits(model, images.astype(np.float32))
+    base_logits, _ = predict_exit_logits(baseline, images.astype(np.float32))
+    result["keras"] = {
+        "ravit_per_exit_accuracy": [float(np.mean(l.argmax(-1) == labels)) for l in keras_logits],
+        "vit_accuracy": float(np.mean(base_logits[-1].argmax(-1) == labels)),
+    }
+    e2e = {}
+    for (tag, mode), folder in folders.items():
+        sched = RAViTScheduler(folder, num_threads=num_threads)
+        taus = thresholds if len(sched.submodels) > 1 else [0.0]
+        rows = []
+        for tau in taus:
+            progress(f"scheduler {tag} {mode} tau={tau} over {len(images)} images")
+            r = sched.evaluate(images, labels, thresholds=tau)
+            keras_route = evaluate_exits(
+                keras_logits if tag == "ravit" else base_logits, labels, tau,
+                flops.exit_macs((model if tag == "ravit" else baseline).ravit_config))
+            r["keras_accuracy_same_thresholds"] = keras_route["accuracy"]
+            r["keras_exit_counts"] = keras_route["exit_counts"]
+            rows.append({"tau": tau, **r})
+        e2e[f"{tag}_{mode}"] = rows
+        if tag == "ravit":
+            agreement = _exit_agreement(sched, images, keras_logits)
+            result.setdefault("fidelity", {})[mode] = agreement
+    result["end_to_end"] = e2e
+    atomic_write_json(out / "benchmark.json", result)
+    atomic_write_text(out / "benchmark.md", format_benchmark(result, model.ravit_config, baseline.ravit_config))
+    return result
+
+
+def _exit_agreement(sched, images, keras_logits, limit: int = 1000) -> list[dict[str, float]]:
+    """Per-exit logit error and top-1 agreement of the submodel chain vs Keras float."""
+    per_exit = [[] for _ in sched.submodels]
+    for img in images[:limit]:
+        logits, _ = sched.all_exit_logits(img)
+        for k, l in enumerate(logits):
+            per_exit[k].append(l)
+    rows = []
+    for k, tl in enumerate(per_exit):
+        tl = np.asarray(tl)
+        kl = keras_logits[k][: len(tl)]
+        rows.append({
+            "exit": sched.exit_names[k],
+            "max_abs_logit_error": float(np.abs(tl - kl).max()),
+            "mean_abs_logit_error": float(np.abs(tl - kl).mean()),
+            "top1_agreement": float(np.mean(tl.argmax(-1) == kl.argmax(-1))),
+        })
+    return rows
+
+
+def format_benchmark(result: dict[str, Any], ravit_config, vit_config) -> str:
+    """Markdown tables of a ``run_benchmark`` result."""
+    lat = result["latency_ms"]
+    lines = [f"CPU: {result['cpu']}; {result['threads']} thread(s); {result['images']} images.", ""]
+    tool = result.get("benchmark_tool", {})
+    lines += ["| submodel | MACs (layers) | median latency (ms) | litert-benchmark median (ms) | GMAC/s | ops not delegated to XNNPACK | partitions |",
+              "|---|---|---|---|---|---|---|"]
+    costs = {"ravit": flops.branch_costs(ravit_config), "vit": flops.branch_costs(vit_config)}
+    for name, t in lat.items():
+        macs = ""
+        gmacs = ""
+        if "/" in name:
+            tag = name.split("_")[0]
+            branch = int(name.rsplit("branch_", 1)[1].split(".")[0]) - 1
+            m = costs[tag][branch].macs
+            macs, gmacs = f"{m / 1e6:.2f} M", f"{m / t['median_ms'] / 1e6:.1f}"
+        d = result["delegation"][name]
+        nd = format_op_counts(d["not_delegated"])
+        tool_ms = tool.get(name, {}).get("median_ms", "")
+        lines.append(f"| {name} | {macs} | {t['median_ms']:.3f} | {tool_ms} | {gmacs} | {nd} | {d['delegate_partitions']} |")
+
+    def total(prefix):
+        return sum(t["median_ms"] for n, t in lat.items() if n.startswith(prefix))
+
+    lines += ["", "| end to end (sum of submodels, no early exit) | ms |", "|---|---|"]
+    for prefix in sorted({n.split("/")[0] for n in lat if "/" in n}):
+        lines.append(f"| {prefix} | {total(prefix + '/'):.3f} |")
+    for name in lat:
+        if name.startswith("naive"):
+            lines.append(f"| {name} | {lat[name]['median_ms']:.3f} |")
+    lines += ["", "| model | τ | top-1 (%) | Keras top-1 same τ (%) | exits | avg MFLOPs | expected ms (histogram) | measured mean ms | p90 ms | scheduler overhead |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, rows in result["end_to_end"].items():
+        branch_ms = [t["median_ms"] for n, t in lat.items() if n.startswith(name + "/")]
+        cumulative = np.cumsum(branch_ms)
+        for r in rows:
+            expected = float(np.dot(r["exit_fractions"], cumulative)) if len(cumulative) == len(r["exit_fractions"]) else float("nan")
+            lines.append(
+                f"| {name} | {r['tau']} | {100 * r['accuracy']:.2f} | {100 * r['keras_accuracy_same_thresholds']:.2f} | "
+                f"{r['exit_counts']} | {r['avg_mflops']:.2f} | {expected:.3f} | {r['latency_ms']['mean']:.3f} | "
+                f"{r['latency_ms']['p90']:.3f} | {100 * r['scheduler_overhead_fraction']:.1f}% |")
+    if "fidelity" in result:
+        lines += ["", "| mode | exit | max abs logit error | mean abs logit error | top-1 agreement with Keras |", "|---|---|---|---|---|"]
+        for mode, rows in result["fidelity"].items():
+            for r in rows:
+                lines.append(f"| {mode} | {r['exit']} | {r['max_abs_logit_error']:.4f} | {r['mean_abs_logit_error']:.4f} | {100 * r['top1_agreement']:.2f}% |")
+    return "\n".join(lines) + "\n"

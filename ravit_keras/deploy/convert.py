@@ -1,0 +1,322 @@
+"""Branch models -> TFLite submodels + metadata + ``manifest.json``.
+
+One submodel per branch that runs, each with batch 1 fixed in its signature:
+
+    inputs:  image  (1, H, W, 3) full-resolution RGB pixels (uint8 in int8 mode)
+             cls_in (1, d)       CLS token of the previous branch (not on the first)
+    outputs: logits (1, classes), cls_out (1, d)
+
+Modes: ``int8`` (full integer, calibrated on real images: uint8 pixels and a
+uint8 ``cls_in`` in, since the converter applies one input type to every input;
+int8 ``logits`` and ``cls_out`` out; the scheduler requantises cls_out into
+cls_in), ``int16x8`` (16-bit activations, 8-bit weights, float32 interface: for
+when full int8 loses too much) and ``float32``. ``mode_selection.convert_fastest`` (the CLI's
+``--mode auto``) converts to several and keeps the fastest accurate one.
+
+The manifest is what the runtimes (``ravit_keras.deploy.scheduler``, the Android core)
+read: exit order, files and checksums, tensor names, shapes, dtypes and
+quantisation parameters, MACs, thresholds and operating points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ravit_keras.config import RAViTConfig
+from ravit_keras.deploy.flatbuffer import (
+    builtin_op_names,
+    describe_tensors,
+    fix_pixel_input_quantization,
+    symmetrize_matmul_operands,
+)
+from ravit_keras.deploy.manifest import (
+    LABELS_FILE,
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    MANIFEST_VERSION,
+    load_manifest,
+    sha256,
+    submodel_file,
+)
+from ravit_keras.deploy.metadata import add_metadata
+from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.exits import calibrate_thresholds
+from ravit_keras.io_utils import atomic_directory
+from ravit_keras.model import flops
+
+MODES = ("int8", "int16x8", "float32")
+
+
+# Keras -> SavedModel -> TFLite ----------------------------------------------
+
+
+def input_signature(config: RAViTConfig, first: bool) -> dict:
+    """Batch-1 input signature of a branch submodel."""
+    import tensorflow as tf
+
+    sig = {"image": tf.TensorSpec((1, *config.image_size, 3), tf.float32, name="image")}
+    if not first:
+        sig["cls_in"] = tf.TensorSpec((1, config.hidden_dim), tf.float32, name="cls_in")
+    return sig
+
+
+def export_saved_model(branch_model, config: RAViTConfig, first: bool, path: str | os.PathLike) -> None:
+    """Writes ``branch_model`` as a SavedModel with a batch-1 ``serving_default``.
+
+    A fixed batch keeps SHAPE/GATHER/PACK ops (dynamic batch) out of the graph.
+    """
+    branch_model.export(
+        str(path), format="tf_saved_model", input_signature=[input_signature(config, first)],
+        verbose=False,
+    )
+
+
+def branch_float_inputs(model, images: np.ndarray, batch_size: int = 256) -> list[list[dict[str, np.ndarray]]]:
+    """Float inputs each branch sees for ``images`` in the Keras model.
+
+    Returns one list per running branch of ``{"image", "cls_in"?}`` dicts, one per
+    image, with ``cls_in`` the previous branch's float CLS: what the submodels
+    are calibrated on.
+    """
+    images = np.asarray(images, np.float32)
+    per_branch = []
+    cls = None
+    for model_b in model.branch_models():
+        inputs = {"image": images} if cls is None else {"image": images, "cls_in": cls}
+        out = model_b.predict(inputs, batch_size=batch_size, verbose=0)
+        per_branch.append([{k: v[i:i + 1] for k, v in inputs.items()} for i in range(len(images))])
+        cls = np.asarray(out["cls_out"], np.float32)
+    return per_branch
+
+
+def convert_saved_model(saved_model_dir: str, mode: str,
+                        representative: Sequence[dict[str, np.ndarray]] | None) -> bytes:
+    """TFLite flatbuffer of a SavedModel in ``mode`` (builtin ops only, no Flex)."""
+    import tensorflow as tf
+
+    if mode not in MODES:
+        raise ValueError(f"Unknown quantisation mode {mode!r}; choose from {MODES}.")
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    if mode == "float32":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        return converter.convert()
+    if not representative:
+        raise ValueError(f"Mode {mode} needs calibration images.")
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: iter(representative)
+    if mode == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8  # Camera pixels go in as they are.
+        converter.inference_output_type = tf.int8
+    else:
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+    return converter.convert()
+
+
+# The whole conversion ----------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ConversionOptions:
+    """Options of ``convert``.
+
+    Args:
+        mode: "int8" (default), "int16x8" or "float32".
+        num_calibration: images used to calibrate int8 ranges.
+        default_max_accuracy_drop: the default thresholds are the cheapest that
+            lose at most this top-1 (fraction) on the held-out calibration images.
+        mac_budgets: fractions of the full model's MACs for which operating points
+            (per-exit thresholds) are calibrated and stored in the manifest.
+        battery_high, battery_low: battery levels of the battery-aware policy.
+    """
+
+    mode: str = "int8"
+    num_calibration: int = 500
+    default_max_accuracy_drop: float = 0.005
+    mac_budgets: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
+    battery_high: float = 0.5
+    battery_low: float = 0.15
+
+
+def convert(
+    model,
+    out_dir: str | os.PathLike,
+    calibration_images: np.ndarray,
+    calibration_labels: np.ndarray | None = None,
+    *,
+    class_names: Sequence[str] | None = None,
+    options: ConversionOptions = ConversionOptions(),
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Converts a trained ``RAViT`` into submodels + manifest in ``out_dir``.
+
+    Args:
+        model: the trained joint model (its branch models are exported).
+        out_dir: output folder; it appears only when everything succeeded.
+        calibration_images: uint8 (N, H, W, 3) real training images. The first
+            ``options.num_calibration`` calibrate the int8 ranges; all of them (with
+            ``calibration_labels``) calibrate the early-exit thresholds.
+        class_names: labels written to labels.txt (default "class_<i>").
+
+    Returns:
+        The manifest (also written as ``out_dir/manifest.json``).
+    """
+    config: RAViTConfig = model.ravit_config
+    say = progress or (lambda _msg: None)
+    images = _check_images(calibration_images, config)
+    if options.mode not in MODES:
+        raise ValueError(f"Unknown quantisation mode {options.mode!r}; choose from {MODES}.")
+    class_names = list(class_names or [f"class_{i}" for i in range(config.num_classes)])
+    if len(class_names) != config.num_classes:
+        raise ValueError(f"{len(class_names)} class names for a {config.num_classes}-class model.")
+    calib = images[: options.num_calibration]
+    per_branch_inputs = branch_float_inputs(model, calib)
+
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp, tempfile.TemporaryDirectory() as work:
+        labels_path = tmp / LABELS_FILE
+        labels_path.write_text("\n".join(class_names) + "\n")
+        exits = []
+        costs = flops.branch_costs(config)
+        cumulative = flops.exit_macs(config)
+        for k, (branch, branch_model) in enumerate(zip(config.exit_branches, model.branch_models())):
+            first = k == 0
+            start = time.perf_counter()
+            saved = Path(work) / f"saved_{branch + 1}"
+            export_saved_model(branch_model, config, first, saved)
+            tflite = convert_saved_model(str(saved), options.mode, per_branch_inputs[k])
+            if options.mode == "int8":
+                tflite = fix_pixel_input_quantization(tflite)
+                tflite, _ = symmetrize_matmul_operands(tflite)
+            ops = builtin_op_names(tflite)
+            bad = sorted({o for o in ops if o.startswith("CUSTOM") or "FLEX" in o.upper()})
+            if bad:
+                raise RuntimeError(f"Branch {branch + 1} needs non-builtin ops {bad}.")
+            tensors = describe_tensors(tflite)
+            tflite = add_metadata(tflite, config, branch, first, str(labels_path), tensors)
+            (tmp / submodel_file(branch)).write_bytes(tflite)
+            exits.append({
+                "name": config.exit_names[k],
+                "branch": branch + 1,
+                "file": submodel_file(branch),
+                "sha256": sha256(tflite),
+                "size_bytes": len(tflite),
+                "branch_image_size": list(config.branch_image_sizes[branch]),
+                "tokens": config.num_tokens(branch),
+                "layers": config.layers[branch],
+                "inputs": {n: _public(t) for n, t in tensors.items() if t["io"] == "input"},
+                "outputs": {n: _public(t) for n, t in tensors.items() if t["io"] == "output"},
+                "macs": costs[branch].macs,
+                "cumulative_macs": cumulative[k],
+            })
+            say(f"  branch {branch + 1}: {options.mode} submodel, {len(tflite) / 1e3:.0f} kB, "
+                f"{len(ops)} ops, {time.perf_counter() - start:.1f} s")
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "format_version": MANIFEST_VERSION,
+            "quantization": options.mode,
+            "model": config.to_dict(),
+            "num_classes": config.num_classes,
+            "labels_file": LABELS_FILE,
+            "labels": class_names,
+            "image": {
+                "height": config.image_size[0], "width": config.image_size[1], "channels": 3,
+                "layout": "NHWC", "color": "RGB",
+                "dtype": "uint8" if options.mode == "int8" else "float32",
+                "value_range": [0, 255],
+            },
+            "entropy": "natural log, not normalised; exit when entropy <= threshold",
+            "full_model_macs": flops.model_macs(config),
+            "exits": exits,
+        }
+        manifest.update(_operating_points(None, None, options, num_exits=len(exits)))
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        if calibration_labels is not None and len(exits) > 1:
+            # Thresholds are calibrated on the submodels that ship: quantisation
+            # moves entropies, and a threshold calibrated on float logits can sit
+            # right at the edge of a cluster of int8 entropies.
+            sched = RAViTScheduler(tmp)
+            logits = [np.stack(z) for z in zip(*(sched.all_exit_logits(img)[0] for img in images))]
+            del sched
+            manifest.update(_operating_points(logits, np.asarray(calibration_labels), options,
+                                              exit_macs=[e["cumulative_macs"] for e in exits],
+                                              full_macs=manifest["full_model_macs"]))
+            manifest["thresholds_calibrated_on"] = (
+                f"{len(images)} calibration images, logits of these {options.mode} submodels")
+            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        load_manifest(tmp)  # Validates what was just written.
+    say(f"Wrote {len(exits)} {options.mode} submodels and {MANIFEST_FILE} to {out_dir}")
+    return manifest
+
+
+def _public(t: dict) -> dict:
+    return {k: v for k, v in t.items() if k not in ("io",)}
+
+
+def _check_images(images, config: RAViTConfig) -> np.ndarray:
+    images = np.asarray(images)
+    expected = (*config.image_size, 3)
+    if images.ndim != 4 or images.shape[1:] != expected:
+        raise ValueError(f"Calibration images must be (N, {expected[0]}, {expected[1]}, 3), got {images.shape}.")
+    if images.dtype != np.uint8:
+        raise ValueError(f"Calibration images must be uint8 pixels, got {images.dtype}.")
+    if len(images) == 0:
+        raise ValueError("No calibration images.")
+    return images
+
+
+def _operating_points(logits, labels, options: ConversionOptions, exit_macs=None,
+                      full_macs=None, num_exits: int = 1) -> dict[str, Any]:
+    """Default thresholds, MAC-budget operating points and the battery policy.
+
+    Calibrated on per-exit ``logits`` of labelled calibration images. Without
+    them the thresholds are 0: no early exit.
+    """
+    if logits is None:
+        no_exit = [0.0] * (num_exits - 1)
+        return {"default_thresholds": no_exit, "operating_points": [],
+                "battery_policy": _battery(no_exit, no_exit, options)}
+    default = calibrate_thresholds(
+        logits, labels, exit_macs, max_accuracy_drop=options.default_max_accuracy_drop
+    )["thresholds"]
+    points = []
+    for fraction in options.mac_budgets:
+        budget = fraction * full_macs
+        if budget < exit_macs[0]:
+            continue
+        chosen = calibrate_thresholds(logits, labels, exit_macs, mac_budget=budget)
+        r = chosen["calibration"]
+        points.append({
+            "mac_fraction": fraction,
+            "thresholds": [float(t) for t in chosen["thresholds"]],
+            "accuracy": r["accuracy"],
+            "avg_macs": r["avg_macs"],
+            "exit_fractions": r["exit_fractions"],
+        })
+    saver = points[-1]["thresholds"] if points else default
+    return {
+        "default_thresholds": [float(t) for t in default],
+        "operating_points": points,
+        "battery_policy": _battery(default, saver, options),
+    }
+
+
+def _battery(high_thresholds, low_thresholds, options: ConversionOptions) -> dict[str, Any]:
+    return {
+        "curve": "thresholds_high at battery >= high, thresholds_low at battery <= low, "
+                 "linear in between",
+        "high": options.battery_high,
+        "low": options.battery_low,
+        "thresholds_high": [float(t) for t in high_thresholds],
+        "thresholds_low": [float(max(a, b)) for a, b in zip(low_thresholds, high_thresholds)],
+    }

@@ -1,0 +1,119 @@
+"""Reading and editing converted ``.tflite`` flatbuffers: graph fixes for XNNPACK int8,
+signature tensors and operator names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def fix_pixel_input_quantization(tflite: bytes) -> bytes:
+    """Sets the uint8 image input to exactly scale 1, zero point 0.
+
+    Calibration estimates the pixel range from the images it saw (e.g. scale
+    0.99999); pixels are 0..255 by definition, so the exact values make the
+    uint8 input the raw camera pixel.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+    graph = model.subgraphs[0]
+    for index in graph.inputs:
+        tensor = graph.tensors[index]
+        if tensor.type == schema.TensorType.UINT8 and tensor.shape is not None and len(tensor.shape) == 4:
+            tensor.quantization.scale = [1.0]
+            tensor.quantization.zeroPoint = [0]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def symmetrize_matmul_operands(tflite: bytes) -> tuple[bytes, int]:
+    """Requantises the right-hand operands of int8 BATCH_MATMULs to zero point 0.
+
+    XNNPACK runs an int8 BATCH_MATMUL only when its right-hand operand (K for
+    Q·Kᵀ, V for P·V) has zero point 0; calibration never gives that, so
+    attention would fall back to the slow built-in kernel. The operand is the
+    output of a projection followed by RESHAPE/TRANSPOSE ops, which all share
+    one quantisation; this widens that range to be symmetric around 0 (zero
+    point 0, scale max(|min|, |max|)/127). Kernels read quantisation from the
+    tensors, so the projection simply requantises to the new scale: the graph
+    computes the same function with at most 1 bit less resolution on K and V.
+
+    Returns the new flatbuffer and the number of operands changed.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+    graph = model.subgraphs[0]
+    op_name = lambda op: flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)  # noqa: E731
+    producer = {t: op for op in graph.operators for t in op.outputs}
+    changed = 0
+    for op in graph.operators:
+        if op_name(op) != "BATCH_MATMUL":
+            continue
+        chain = [op.inputs[1]]
+        while chain[-1] in producer and op_name(producer[chain[-1]]) in ("RESHAPE", "TRANSPOSE"):
+            chain.append(producer[chain[-1]].inputs[0])
+        tensors = [graph.tensors[t] for t in chain]
+        q = tensors[0].quantization
+        if tensors[0].type != schema.TensorType.INT8 or q is None or not q.scale or q.zeroPoint[0] == 0:
+            continue
+        if any(t.quantization is None or list(t.quantization.scale) != list(q.scale)
+               or list(t.quantization.zeroPoint) != list(q.zeroPoint) for t in tensors):
+            continue  # Not one shared quantisation: leave it to the built-in kernel.
+        scale, zp = float(q.scale[0]), int(q.zeroPoint[0])
+        bound = max(abs((-128 - zp) * scale), abs((127 - zp) * scale))
+        for t in tensors:
+            t.quantization.scale = [bound / 127.0]
+            t.quantization.zeroPoint = [0]
+            t.quantization.min, t.quantization.max = [-bound], [bound]
+        changed += 1
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), changed
+
+
+def describe_tensors(tflite: bytes) -> dict[str, dict[str, Any]]:
+    """Signature tensors of a submodel: name -> index, shape, dtype, quantisation.
+
+    Raises:
+        ValueError: if the flatbuffer cannot be read by the LiteRT interpreter.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interpreter = Interpreter(model_content=tflite)
+    except Exception as e:  # The interpreter raises ValueError/RuntimeError for bad buffers.
+        raise ValueError(f"Not a valid TFLite model: {e}") from None
+    runner = interpreter.get_signature_runner()
+    positions_in = {d["index"]: i for i, d in enumerate(interpreter.get_input_details())}
+    positions_out = {d["index"]: i for i, d in enumerate(interpreter.get_output_details())}
+    result = {}
+    for io, details, positions in (("input", runner.get_input_details(), positions_in),
+                                   ("output", runner.get_output_details(), positions_out)):
+        for name, d in details.items():
+            scale, zero_point = d["quantization"]
+            result[name] = {
+                "io": io,
+                "position": positions[d["index"]],
+                "tensor_name": d["name"],
+                "shape": [int(s) for s in d["shape"]],
+                "dtype": np.dtype(d["dtype"]).name,
+                "scale": float(scale),
+                "zero_point": int(zero_point),
+            }
+    return result
+
+
+def builtin_op_names(tflite: bytes) -> list[str]:
+    """Names of the operators in the flatbuffer (to check for Flex/custom ops)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+    names = []
+    for op in model.subgraphs[0].operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        names.append(flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
+                     if code.customCode is None else f"CUSTOM:{code.customCode.decode()}")
+    return names
+

@@ -1,0 +1,87 @@
+"""``--mode auto``: convert in several modes, time them here, keep the fastest accurate one.
+
+Sits above the converter, the scheduler and the profiler, which know nothing of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ravit_keras.deploy.convert import ConversionOptions, convert
+from ravit_keras.deploy.manifest import MANIFEST_FILE
+from ravit_keras.deploy.profiling import interleaved_latency
+from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.io_utils import atomic_directory
+
+
+def convert_fastest(
+    model,
+    out_dir: str | os.PathLike,
+    calibration_images: np.ndarray,
+    calibration_labels: np.ndarray,
+    *,
+    candidates: Sequence[str] = ("int8", "float32"),
+    max_accuracy_drop: float = 0.01,
+    class_names: Sequence[str] | None = None,
+    options: ConversionOptions = ConversionOptions(),
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Converts in every candidate mode and keeps the fastest one that stays accurate.
+
+    Each candidate is timed here (its submodels interleaved, 1 thread, summed:
+    the no-early-exit latency) and evaluated on the labelled calibration images
+    (no early exit). The fastest mode whose top-1 is within ``max_accuracy_drop``
+    of the best candidate's wins; the measurements are recorded in the manifest
+    under ``mode_selection``. The timing is of THIS machine: for a phone, convert
+    with the mode that is fast there (``int8`` on ARM CPUs with dot-product
+    instructions).
+    """
+    say = progress or (lambda _msg: None)
+    if calibration_labels is None:
+        raise ValueError("Choosing a mode needs labelled calibration images.")
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+        measured = {}
+        for mode in candidates:
+            folder = tmp / mode
+            convert(model, folder, calibration_images, calibration_labels, class_names=class_names,
+                    options=dataclasses.replace(options, mode=mode), progress=progress)
+            manifest = json.loads((folder / MANIFEST_FILE).read_text())
+            sched = RAViTScheduler(folder)
+            accuracy = sched.evaluate(calibration_images, calibration_labels, thresholds=0.0)["accuracy"]
+            del sched
+            files = [folder / e["file"] for e in manifest["exits"]]
+            measured[mode] = {"files": files, "accuracy": accuracy}
+        timing = interleaved_latency([f for m in measured.values() for f in m["files"]], rounds=3, runs=50)
+        for m in measured.values():
+            m["latency_ms"] = sum(timing[str(f)]["median_ms"] for f in m.pop("files"))
+        best_accuracy = max(m["accuracy"] for m in measured.values())
+        eligible = {k: m for k, m in measured.items() if m["accuracy"] >= best_accuracy - max_accuracy_drop}
+        chosen = min(eligible, key=lambda k: eligible[k]["latency_ms"])
+        for mode, m in measured.items():
+            say(f"  {mode}: {m['latency_ms']:.3f} ms (all submodels, 1 thread), top-1 "
+                f"{100 * m['accuracy']:.2f}% on the calibration images")
+        say(f"Chose {chosen}: fastest here within {100 * max_accuracy_drop:.1f} points of the best accuracy")
+        manifest_path = tmp / chosen / MANIFEST_FILE
+        manifest = json.loads(manifest_path.read_text())
+        manifest["mode_selection"] = {
+            "chosen": chosen, "measured_on_this_host": measured,
+            "rule": f"fastest mode within {max_accuracy_drop} top-1 of the best, timed on the converting machine",
+        }
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+        for entry in (tmp / chosen).iterdir():
+            os.replace(entry, tmp / entry.name)
+        for mode in candidates:
+            if mode != chosen:
+                shutil.rmtree(tmp / mode)
+        (tmp / chosen).rmdir()
+    return manifest
+

@@ -1,0 +1,397 @@
+"""The device-emulating early-exit scheduler over LiteRT submodels.
+
+``RAViTScheduler`` classifies one image at a time the way the phone does: run
+the first submodel, take the softmax entropy of its logits, stop when it is
+under the exit's threshold, else requantise the CLS token into the next
+submodel's input and go on. The last exit always answers.
+
+The scheduler reads only the manifest and the submodels: it needs LiteRT and
+NumPy, never TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ravit_keras.deploy.manifest import ManifestError, load_manifest
+from ravit_keras.deploy.quantization import QUANT_RANGES, dequantize, requantize
+from ravit_keras.exits.uncertainty import validate_thresholds
+
+
+def _exp_entropy(q: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
+    """Entropy of the softmax of raw logits ``q`` (integer with ``scale``, or float).
+
+    Returns ``(e, Σe, u)`` with ``e = exp(x - max x)`` (the softmax is ``e / Σe``)
+    and ``u = ln Σe − (e·(x − max x)) / Σe`` clipped to [0, ln C]: the same value
+    as ``exits.entropy`` in few NumPy calls. The zero point cancels in
+    ``x − max x``, so integer logits need no dequantisation first.
+    """
+    q = q.astype(np.float64)
+    z = (q - q.max()) * scale
+    e = np.exp(z)
+    total = float(e.sum())
+    u = math.log(total) - float(e @ z) / total
+    return e, total, min(max(u, 0.0), math.log(len(q)))
+
+
+# Submodels -----------------------------------------------------------------------
+
+
+class Submodel:
+    """One branch submodel in a LiteRT interpreter, checked against its manifest entry."""
+
+    def __init__(self, path: Path, entry: dict, num_threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.entry = entry
+        self.name = entry["name"]
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except Exception as e:  # Corrupt or truncated flatbuffers fail here.
+            raise ManifestError(f"{path} is not a loadable TFLite model: {e}") from None
+        runner = self.interpreter.get_signature_runner()
+        actual = {**runner.get_input_details(), **runner.get_output_details()}
+        expected = {**entry["inputs"], **entry["outputs"]}
+        if set(actual) != set(expected):
+            raise ManifestError(
+                f"{path.name} has signature tensors {sorted(actual)}, the manifest says {sorted(expected)}."
+            )
+        for name, want in expected.items():
+            got = actual[name]
+            scale, zp = got["quantization"]
+            problems = []
+            if [int(s) for s in got["shape"]] != want["shape"]:
+                problems.append(f"shape {list(got['shape'])} != {want['shape']}")
+            if np.dtype(got["dtype"]).name != want["dtype"]:
+                problems.append(f"dtype {np.dtype(got['dtype']).name} != {want['dtype']}")
+            if not math.isclose(scale, want["scale"], rel_tol=1e-6) or zp != want["zero_point"]:
+                problems.append(f"quantisation ({scale}, {zp}) != ({want['scale']}, {want['zero_point']})")
+            if problems:
+                raise ManifestError(f"{path.name} tensor {name!r} does not match the manifest: {'; '.join(problems)}.")
+        self._in = {n: actual[n]["index"] for n in entry["inputs"]}
+        self._out = {n: actual[n]["index"] for n in entry["outputs"]}
+        # Hot-path constants for the scheduler.
+        self.image_index = self._in["image"]
+        self.cls_index = self._in.get("cls_in")
+        self.logits_index = self._out["logits"]
+        self.cls_out_index = self._out["cls_out"]
+        self.logits_scale = entry["outputs"]["logits"]["scale"] or 1.0  # 0 means float.
+        self.logits_zero_point = entry["outputs"]["logits"]["zero_point"]
+        self.cumulative_macs = int(entry["cumulative_macs"])
+        self.cls_source: dict | None = None  # Set by the scheduler: the producer's cls_out spec.
+        self._cls_table: np.ndarray | None = None
+
+    def set_cls_source(self, source: dict) -> None:
+        """Links this submodel's cls_in to the previous submodel's cls_out spec."""
+        self.cls_source = source
+        target = self.entry["inputs"]["cls_in"]
+        self._cls_table = None
+        if source["dtype"] in ("int8", "uint8") and not target["dtype"].startswith("float"):
+            # 256 possible inputs: a table made with `requantize` itself is exact and
+            # turns the per-image requantisation into one indexing operation.
+            lo = QUANT_RANGES[source["dtype"]][0]
+            values = np.arange(lo, lo + 256).astype(source["dtype"])
+            self._cls_table = requantize(values, source, target)
+            self._cls_offset = -lo
+
+    def requantize_cls(self, cls: np.ndarray) -> np.ndarray:
+        """The previous submodel's cls_out expressed in this submodel's cls_in format."""
+        if self._cls_table is not None:
+            return self._cls_table[cls.astype(np.int16) + self._cls_offset]
+        return requantize(cls, self.cls_source, self.entry["inputs"]["cls_in"])
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+        """Runs once; returns the raw outputs and the invoke time in seconds."""
+        it = self.interpreter
+        for name, index in self._in.items():
+            it.set_tensor(index, inputs[name])
+        start = time.perf_counter()
+        it.invoke()
+        elapsed = time.perf_counter() - start
+        return {n: it.get_tensor(i) for n, i in self._out.items()}, elapsed
+
+
+# Results ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Classification:
+    """The scheduler's answer for one image."""
+
+    label: int
+    label_name: str
+    probabilities: np.ndarray
+    exit_index: int            # 0-based position among the exits
+    exit_name: str
+    entropies: list[float]     # one per visited exit
+    macs: int
+    branch_latency_ms: list[float]   # invoke time of each visited submodel
+    total_latency_ms: float          # wall time of the whole classification
+
+    @property
+    def overhead_ms(self) -> float:
+        return self.total_latency_ms - sum(self.branch_latency_ms)
+
+
+@dataclasses.dataclass
+class StreamReport:
+    """Accumulates classifications over a stream without keeping them (flat memory)."""
+
+    exit_names: Sequence[str]
+    count: int = 0
+    correct: int = 0
+    macs_sum: float = 0.0
+    invoke_ms_sum: float = 0.0
+    total_ms_sum: float = 0.0
+
+    def __post_init__(self):
+        self.exit_counts = [0] * len(self.exit_names)
+        self._latencies: list[float] = []
+
+    def add(self, c: Classification, label: int | None) -> None:
+        self.count += 1
+        self.exit_counts[c.exit_index] += 1
+        self.macs_sum += c.macs
+        self.invoke_ms_sum += sum(c.branch_latency_ms)
+        self.total_ms_sum += c.total_latency_ms
+        self._latencies.append(c.total_latency_ms)  # 8 bytes an image: fine for percentiles.
+        if label is not None:
+            self.correct += int(c.label == int(label))
+
+    def summary(self) -> dict[str, Any]:
+        lat = np.asarray(self._latencies or [float("nan")])
+        n = max(self.count, 1)
+        return {
+            "images": self.count,
+            "accuracy": self.correct / n,
+            "exit_counts": list(self.exit_counts),
+            "exit_fractions": [c / n for c in self.exit_counts],
+            "avg_macs": self.macs_sum / n,
+            "avg_mflops": 2 * self.macs_sum / n / 1e6,
+            "latency_ms": {
+                "mean": float(lat.mean()), "p50": float(np.percentile(lat, 50)),
+                "p90": float(np.percentile(lat, 90)), "p99": float(np.percentile(lat, 99)),
+            },
+            "invoke_ms_mean": self.invoke_ms_sum / n,
+            "scheduler_overhead_fraction": (self.total_ms_sum - self.invoke_ms_sum) / max(self.invoke_ms_sum, 1e-12),
+        }
+
+
+# The scheduler ---------------------------------------------------------------------
+
+
+class RAViTScheduler:
+    """Runs converted RAViT submodels with the early-exit rule, one image at a time.
+
+    Args:
+        folder: output of ``ravit convert`` (manifest.json + branch_*.tflite).
+        thresholds: per-exit τ (or one value); default: the manifest's.
+        num_threads: LiteRT CPU threads per submodel.
+        verify_checksums: check every submodel's SHA-256 against the manifest.
+    """
+
+    def __init__(self, folder: str | Path, thresholds: Any = None, num_threads: int = 1,
+                 verify_checksums: bool = True):
+        self.folder = Path(folder)
+        self.manifest = load_manifest(self.folder, verify_checksums)
+        m = self.manifest
+        self.exit_names = [e["name"] for e in m["exits"]]
+        self.labels = m["labels"]
+        self.num_classes = m["num_classes"]
+        self.submodels = [Submodel(self.folder / e["file"], e, num_threads) for e in m["exits"]]
+        for prev, sub in zip(self.submodels, self.submodels[1:]):
+            sub.set_cls_source(prev.entry["outputs"]["cls_out"])
+        image = m["exits"][0]["inputs"]["image"]
+        self.image_shape = tuple(image["shape"][1:])
+        self.image_dtype = image["dtype"]
+        self._input_dtype = np.dtype(image["dtype"])
+        self.set_thresholds(m["default_thresholds"] if thresholds is None else thresholds)
+
+    # Thresholds and policies ----------------------------------------------------
+
+    @property
+    def thresholds(self) -> list[float]:
+        return [float(t) for t in self._thresholds]
+
+    def set_thresholds(self, thresholds: Any) -> None:
+        """Sets τ (one value for every exit, or one per exit); validated against [0, ln C]."""
+        self._thresholds = validate_thresholds(thresholds, len(self.submodels), self.num_classes)
+
+    def thresholds_for_mac_budget(self, budget: float) -> list[float]:
+        """Most accurate calibrated operating point whose average MACs fit ``budget``.
+
+        ``budget`` <= 1 is read as a fraction of the full model's MACs.
+        """
+        full = self.manifest["full_model_macs"]
+        macs = budget * full if budget <= 1 else budget
+        fitting = [p for p in self.manifest.get("operating_points", []) if p["avg_macs"] <= macs]
+        if macs >= full:
+            return self.thresholds
+        if not fitting:
+            raise ValueError(
+                f"No calibrated operating point fits {macs:,.0f} MACs; the cheapest needs "
+                f"{min((p['avg_macs'] for p in self.manifest.get('operating_points', [])), default=float('nan')):,.0f}."
+            )
+        return max(fitting, key=lambda p: p["accuracy"])["thresholds"]
+
+    def measure_branch_latency(self, runs: int = 20) -> list[float]:
+        """Median invoke time (ms) of every submodel on a blank input."""
+        medians = []
+        for sub in self.submodels:
+            inputs = {n: np.zeros(t["shape"], t["dtype"]) for n, t in sub.entry["inputs"].items()}
+            times = [sub(inputs)[1] for _ in range(runs + 3)][3:]
+            medians.append(1e3 * float(np.median(times)))
+        return medians
+
+    def thresholds_for_latency_budget(self, budget_ms: float, runs: int = 20) -> list[float]:
+        """Most accurate operating point whose expected latency fits ``budget_ms``.
+
+        Expected latency = Σ_i f_i · (t_1 + … + t_i) with the calibrated exit
+        fractions f_i and the submodel latencies measured here and now.
+        """
+        cumulative = np.cumsum(self.measure_branch_latency(runs))
+        best = None
+        points = [{"thresholds": [0.0] * (len(self.submodels) - 1), "accuracy": float("inf"),
+                   "exit_fractions": [0.0] * (len(self.submodels) - 1) + [1.0]}]
+        points += self.manifest.get("operating_points", [])
+        for p in points:
+            expected = float(np.dot(p["exit_fractions"], cumulative))
+            if expected <= budget_ms and (best is None or p["accuracy"] > best["accuracy"]):
+                best = p
+        if best is None:
+            raise ValueError(
+                f"No operating point fits {budget_ms} ms; the first exit alone takes {cumulative[0]:.3f} ms here."
+            )
+        return best["thresholds"]
+
+    def battery_thresholds(self, level: float) -> list[float]:
+        """Thresholds of the battery-aware policy at battery ``level`` in [0, 1].
+
+        At or above ``high`` the default thresholds apply, at or below ``low``
+        the saver thresholds (the cheapest calibrated operating point); in
+        between they are interpolated linearly, so accuracy is traded for
+        battery life gradually as the battery drains.
+        """
+        if not 0.0 <= level <= 1.0 or math.isnan(level):
+            raise ValueError(f"Battery level must be in [0, 1], got {level}.")
+        policy = self.manifest["battery_policy"]
+        hi, lo = policy["high"], policy["low"]
+        t_hi, t_lo = np.asarray(policy["thresholds_high"]), np.asarray(policy["thresholds_low"])
+        w = 0.0 if level >= hi else 1.0 if level <= lo else (hi - level) / (hi - lo)
+        return [float(t) for t in (1 - w) * t_hi + w * t_lo]
+
+    # Classification ----------------------------------------------------------------
+
+    def _check_image(self, image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image)
+        if image.dtype == self._input_dtype and image.shape == self.image_shape:
+            return image[None]
+        if image.shape == self.image_shape:
+            image = image[None]
+        if image.shape != (1, *self.image_shape):
+            raise ValueError(
+                f"Image shape {tuple(image.shape)} does not match the model input "
+                f"{self.image_shape} (H, W, 3; resize the image first)."
+            )
+        if self.image_dtype == "uint8":
+            if image.dtype != np.uint8:
+                raise ValueError(f"This int8 model takes uint8 pixels 0..255; got dtype {image.dtype}.")
+            return image
+        if image.dtype == np.uint8:
+            return image.astype(np.float32)
+        if image.dtype != np.float32:
+            raise ValueError(f"Image dtype {image.dtype} not supported; give uint8 or float32 pixels 0..255.")
+        return image
+
+    def classify(self, image: np.ndarray, thresholds: Any = None) -> Classification:
+        """Classifies one (H, W, 3) image with the early-exit rule."""
+        taus = self._thresholds if thresholds is None else validate_thresholds(
+            thresholds, len(self.submodels), self.num_classes)
+        return self._classify(image, taus)
+
+    def _classify(self, image: np.ndarray, taus: np.ndarray) -> Classification:
+        start = time.perf_counter()
+        image = self._check_image(image)
+        entropies, latencies = [], []
+        last = len(self.submodels) - 1
+        cls = None
+        for k, sub in enumerate(self.submodels):
+            it = sub.interpreter
+            it.set_tensor(sub.image_index, image)
+            if k:
+                it.set_tensor(sub.cls_index, sub.requantize_cls(cls))
+            t0 = time.perf_counter()
+            it.invoke()
+            latencies.append(1e3 * (time.perf_counter() - t0))
+            e, total, u = _exp_entropy(it.get_tensor(sub.logits_index)[0], sub.logits_scale)
+            entropies.append(u)
+            if k == last or u <= taus[k]:
+                probabilities = e / total
+                label = int(np.argmax(probabilities))
+                return Classification(
+                    label=label, label_name=self.labels[label], probabilities=probabilities,
+                    exit_index=k, exit_name=self.exit_names[k], entropies=entropies,
+                    macs=sub.cumulative_macs, branch_latency_ms=latencies,
+                    total_latency_ms=1e3 * (time.perf_counter() - start),
+                )
+            cls = it.get_tensor(sub.cls_out_index)
+        raise AssertionError("unreachable: the last exit always answers")
+
+    def all_exit_logits(self, image: np.ndarray) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]]]:
+        """Runs every submodel; returns each exit's dequantised logits and raw I/O.
+
+        For fidelity checks and golden vectors: the raw record holds each
+        submodel's integer inputs and outputs exactly as the device sees them.
+        """
+        image = self._check_image(image)
+        logits_all, records = [], []
+        cls = None
+        for k, sub in enumerate(self.submodels):
+            inputs = {"image": image}
+            if k:
+                inputs["cls_in"] = sub.requantize_cls(cls)
+            outputs, _ = sub(inputs)
+            spec = sub.entry["outputs"]["logits"]
+            logits_all.append(dequantize(outputs["logits"][0], spec["scale"], spec["zero_point"]))
+            records.append({**{f"in_{n}": v for n, v in inputs.items() if n != "image"},
+                            **{f"out_{n}": v.copy() for n, v in outputs.items()}})
+            cls = outputs["cls_out"]
+        return logits_all, records
+
+    def stream(self, images: Iterable[np.ndarray], thresholds: Any = None) -> Iterator[Classification]:
+        """Classifies images one by one as they come (a camera stream)."""
+        for image in images:
+            yield self.classify(image, thresholds)
+
+    def evaluate(self, images: Iterable[np.ndarray], labels: Iterable[int] | None = None,
+                 thresholds: Any = None, progress: bool = False, total: int | None = None) -> dict[str, Any]:
+        """Streams ``images`` through the scheduler; returns accuracy, exits, MACs, latency."""
+        if thresholds is not None:
+            thresholds = validate_thresholds(thresholds, len(self.submodels), self.num_classes)
+        report = StreamReport(self.exit_names)
+        label_iter = iter(labels) if labels is not None else None
+        bar = None
+        if progress:
+            import keras
+
+            bar = keras.utils.Progbar(total, unit_name="image")
+        taus = self._thresholds if thresholds is None else thresholds
+        for i, image in enumerate(images):
+            c = self._classify(image, taus)
+            report.add(c, next(label_iter) if label_iter is not None else None)
+            if bar is not None and (i + 1) % 100 == 0:
+                bar.update(i + 1)
+        if bar is not None:
+            bar.update(report.count, finalize=True)
+        summary = report.summary()
+        summary["thresholds"] = self.thresholds if thresholds is None else [float(t) for t in thresholds]
+        if labels is None:
+            summary.pop("accuracy")
+        return summary

@@ -1,0 +1,103 @@
+"""Benchmark helpers (``ravit_keras.deploy.benchmark``, ``ravit_keras.deploy.profiling``): behaviour and structure, never timing values.
+
+Uses the session-scoped converted submodels of conftest.py.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ravit_keras.deploy.benchmark import naive_keras_vit
+from ravit_keras.deploy.flatbuffer import builtin_op_names
+from ravit_keras.deploy.profiling import (
+    benchmark_tool_path,
+    cpu_description,
+    interleaved_latency,
+    phone_benchmark_command,
+    run_benchmark_tool,
+    undelegated_ops,
+)
+
+
+def _files(folder):
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    return [Path(folder) / e["file"] for e in manifest["exits"]]
+
+
+@pytest.mark.parametrize("which", ["int8", "float32"])
+def test_undelegated_ops_structure(which, tflite_int8_folder, tflite_float32_folder):
+    folder = tflite_int8_folder if which == "int8" else tflite_float32_folder
+    for path in _files(folder):
+        r = undelegated_ops(path)
+        assert set(r) == {"ops", "op_counts", "delegated", "not_delegated", "delegate_partitions"}
+        assert r["ops"] == sum(r["op_counts"].values()) == len(builtin_op_names(path.read_bytes()))
+        not_delegated = sum(r["not_delegated"].values())
+        assert r["delegated"] + not_delegated == r["ops"]
+        assert 0 < r["delegated"] <= r["ops"]  # XNNPACK takes at least the matmuls.
+        assert r["delegate_partitions"] >= 1
+        for op, count in r["not_delegated"].items():
+            assert 0 < count <= r["op_counts"][op], op
+        assert r["op_counts"].get("BATCH_MATMUL", 0) > 0
+        assert "DELEGATE" not in r["op_counts"]
+
+
+def test_interleaved_latency_two_models(tflite_int8_folder, tflite_float32_folder):
+    paths = [_files(tflite_int8_folder)[0], _files(tflite_float32_folder)[0]]
+    r = interleaved_latency(paths, rounds=2, runs=5, warmup=1)
+    assert set(r) == {str(p) for p in paths}
+    for stats in r.values():
+        assert set(stats) == {"median_ms", "p90_ms", "mean_ms"}
+        assert stats["median_ms"] > 0 and stats["p90_ms"] > 0 and stats["mean_ms"] > 0
+        assert stats["median_ms"] <= stats["p90_ms"]
+
+
+def test_run_benchmark_tool(tflite_int8_folder):
+    if benchmark_tool_path() is None:
+        pytest.skip("litert-benchmark is not installed")
+    path = _files(tflite_int8_folder)[0]
+    assert path.name == "branch_1.tflite"
+    r = run_benchmark_tool(path, num_runs=5, warmup_runs=1)
+    latency = r["latency"]
+    assert latency["num_runs"] == 5
+    assert latency["avg_ms"] >= 0 and latency["median_ms"] >= 0
+    assert r["command"].startswith("litert-benchmark --model ")
+    assert str(path) in r["command"]
+
+
+def test_run_benchmark_tool_failure(tmp_path):
+    if benchmark_tool_path() is None:
+        pytest.skip("litert-benchmark is not installed")
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(RuntimeError, match="failed"):
+        run_benchmark_tool(bad, num_runs=1, warmup_runs=0)
+
+
+def test_run_benchmark_tool_missing(monkeypatch, tmp_path):
+    import ravit_keras.deploy.profiling as profiling
+
+    monkeypatch.setattr(profiling, "benchmark_tool_path", lambda: None)
+    with pytest.raises(FileNotFoundError, match="litert-benchmark not found"):
+        run_benchmark_tool(tmp_path / "x.tflite")
+
+
+def test_naive_keras_vit_builds_and_predicts():
+    from ravit_keras.config import get_config
+
+    config = get_config("tiny")
+    model = naive_keras_vit(config, 2)
+    x = np.random.default_rng(0).uniform(0, 255, (3, *config.image_size, 3)).astype("float32")
+    y = model.predict(x, verbose=0)
+    assert y.shape == (3, config.num_classes)
+    assert np.isfinite(y).all()
+    assert model.name == "naive_vit_2"
+    assert sum(isinstance(layer, __import__("keras").layers.MultiHeadAttention) for layer in model.layers) == 2
+
+
+def test_descriptions():
+    assert "cores" in cpu_description()
+    cmd = phone_benchmark_command("/x/y/branch_1.tflite", num_threads=2)
+    assert "adb push /x/y/branch_1.tflite /data/local/tmp/" in cmd
+    assert "--graph=/data/local/tmp/branch_1.tflite" in cmd and "--num_threads=2" in cmd

@@ -1,0 +1,114 @@
+"""Manifest validation (``ravit_keras.deploy.manifest``): every malformed manifest is refused clearly.
+
+Uses the session fixtures of conftest.py (one trained tiny RAViT converted once to
+int8 and once to float32); tests that corrupt a folder work on a copy.
+"""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ravit_keras.deploy.manifest import ManifestError, load_manifest
+from ravit_keras.deploy.scheduler import RAViTScheduler
+
+# Manifest errors ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def int8_copy(tflite_int8_folder, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tflite_int8_folder, folder)
+    return folder
+
+
+def _edit_manifest(folder, edit):
+    path = Path(folder) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_truncated_submodel_is_rejected_by_the_interpreter(int8_copy):
+    path = int8_copy / "branch_2.tflite"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+    def fix_checksum(m):
+        m["exits"][1]["sha256"] = hashlib.sha256(data[: len(data) // 2]).hexdigest()
+
+    _edit_manifest(int8_copy, fix_checksum)
+    load_manifest(int8_copy)  # The checksum matches: only the interpreter can tell.
+    with pytest.raises(ManifestError, match=r"branch_2\.tflite is not a loadable TFLite model"):
+        RAViTScheduler(int8_copy)
+
+
+def test_corrupt_submodel_fails_the_checksum(int8_copy):
+    path = int8_copy / "branch_1.tflite"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=r"Checksum of .*branch_1\.tflite .*differs from the manifest"):
+        load_manifest(int8_copy)
+    with pytest.raises(ManifestError, match="Checksum"):
+        RAViTScheduler(int8_copy)
+
+
+@pytest.mark.parametrize("exit_index, io, tensor, key, value, message", [
+    (0, "outputs", "logits", "scale", 0.5, r"tensor 'logits' does not match the manifest: quantisation"),
+    (0, "outputs", "cls_out", "zero_point", 99, r"tensor 'cls_out' does not match the manifest: quantisation"),
+    (1, "inputs", "cls_in", "scale", 1.0, r"tensor 'cls_in' does not match the manifest: quantisation"),
+    (0, "inputs", "image", "shape", [1, 16, 16, 3], r"tensor 'image' does not match the manifest: shape"),
+    (1, "outputs", "logits", "dtype", "uint8", r"tensor 'logits' does not match the manifest: dtype"),
+])
+def test_tensor_spec_mismatch_names_the_tensor(int8_copy, exit_index, io, tensor, key, value, message):
+    _edit_manifest(int8_copy, lambda m: m["exits"][exit_index][io][tensor].__setitem__(key, value))
+    with pytest.raises(ManifestError, match=message):
+        RAViTScheduler(int8_copy)
+
+
+def test_cls_shape_mismatch_between_exits(int8_copy):
+    _edit_manifest(int8_copy, lambda m: m["exits"][1]["inputs"]["cls_in"].__setitem__("shape", [1, 7]))
+    with pytest.raises(ManifestError, match="cls_in of exit_2"):
+        load_manifest(int8_copy)
+
+
+def test_missing_submodel(int8_copy):
+    (int8_copy / "branch_2.tflite").unlink()
+    with pytest.raises(ManifestError, match=r"branch_2\.tflite listed in the manifest is missing"):
+        RAViTScheduler(int8_copy)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.__setitem__("format", "something-else"), "is not a ravit-tflite manifest"),
+    (lambda m: m.__setitem__("format_version", 2), "format_version 2; this runtime reads 1"),
+    (lambda m: m.pop("format_version"), "format_version None"),
+    (lambda m: m.__setitem__("exits", []), "lists no exits"),
+    (lambda m: m.__setitem__("labels", m["labels"][:3]), "3 labels for num_classes=10"),
+    (lambda m: m["exits"][0].pop("sha256"), "exit 0 has no 'sha256'"),
+    (lambda m: m["exits"][1]["inputs"].pop("cls_in"), "expected \\['cls_in', 'image'\\]"),
+])
+def test_malformed_manifest(int8_copy, edit, message):
+    _edit_manifest(int8_copy, edit)
+    with pytest.raises(ManifestError, match=message):
+        load_manifest(int8_copy)
+    with pytest.raises(ValueError, match=message):  # ManifestError is a ValueError.
+        RAViTScheduler(int8_copy)
+
+
+def test_invalid_default_thresholds_in_manifest(int8_copy):
+    _edit_manifest(int8_copy, lambda m: m.__setitem__("default_thresholds", [-1.0]))
+    with pytest.raises(ManifestError, match=r"manifest\.json.*negative"):
+        load_manifest(int8_copy)
+
+
+def test_invalid_json_and_missing_manifest(int8_copy, tmp_path):
+    (int8_copy / "manifest.json").write_text('{"format": "ravit-tflite", "exits": [')
+    with pytest.raises(ManifestError, match="is not valid JSON"):
+        RAViTScheduler(int8_copy)
+    with pytest.raises(FileNotFoundError, match="No manifest.json"):
+        RAViTScheduler(tmp_path / "nowhere")
+
+
