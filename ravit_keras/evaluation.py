@@ -55,6 +55,7 @@ def evaluate_logits(
     mac_budget: float | None = None,
     max_accuracy_drop: float | None = None,
     baselines: Mapping[str, tuple[float, float]] | None = None,
+    class_names: Sequence[str] | None = None,
     out_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """All early-exit figures of one model from its exit logits.
@@ -68,8 +69,13 @@ def evaluate_logits(
             which thresholds are calibrated to ``mac_budget`` or ``max_accuracy_drop``;
             the chosen thresholds are then evaluated on the evaluation split.
         baselines: optional ``{name: (mflops, accuracy)}`` points for the plot.
+        class_names: names of the labels (default ``class_<i>``) for the per-class
+            figures, which are computed at the operating point the report states
+            (``operating_point``: the given thresholds, else the calibrated ones,
+            else no early exit).
         out_dir: if given, writes report.json, sweep.csv, sweep.json,
-            accuracy_vs_mflops.png and exit_histogram.png there.
+            accuracy_vs_mflops.png, exit_histogram.png, per_class.png and
+            confusion_matrix.png there.
     """
     exit_macs = flops.exit_macs(config)
     macs = flops.model_macs(config)
@@ -106,6 +112,19 @@ def evaluate_logits(
                 exit_logits, labels, chosen["thresholds"], exit_macs
             ),
         }
+    names = list(class_names or [f"class_{i}" for i in range(np.asarray(exit_logits[0]).shape[-1])])
+    point_name, taus = "no early exit", [0.0] * (len(exit_logits) - 1)
+    if thresholds is not None:
+        point_name, taus = "given thresholds", report["at_thresholds"]["thresholds"]
+    elif "calibrated" in report:
+        point_name, taus = "calibrated thresholds", report["calibrated"]["thresholds"]
+    routing = exits.route(exit_logits, taus if len(exit_logits) > 1 else 0.0)
+    point = exits.evaluate_exits(exit_logits, labels, taus if len(exit_logits) > 1 else 0.0, exit_macs)
+    report["operating_point"] = {"name": point_name, "thresholds": [float(t) for t in taus],
+                                 "accuracy": point["accuracy"], "avg_mflops": point["avg_mflops"],
+                                 "exit_counts": point["exit_counts"]}
+    report["per_class"] = exits.per_class_report(labels, routing.predictions, routing.exit_index,
+                                                 names, config.exit_names)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -117,8 +136,15 @@ def evaluate_logits(
                 rows, out / "accuracy_vs_mflops.png", baselines=baselines,
                 title=f"{config.name} RAViT {config.layer_spec}",
             )
-        counts = (report.get("at_thresholds") or no_exit)["exit_counts"]
-        exits.plot_exit_histogram(counts, config.exit_names, out / "exit_histogram.png")
+        tau_text = ", ".join(f"{t:.3g}" for t in taus) or "-"
+        exits.plot_exit_histogram(
+            point["exit_counts"], config.exit_names, out / "exit_histogram.png",
+            title=f"{point_name}, τ = {tau_text}\ntop-1 {100 * point['accuracy']:.2f}%, "
+                  f"{point['avg_mflops']:.2f} MFLOPs/image")
+        subtitle = f"RAViT {config.layer_spec}, {point_name} (τ = {tau_text})"
+        exits.plot_per_class(report["per_class"], out / "per_class.png", title=f"per class: {subtitle}")
+        exits.plot_confusion_matrix(report["per_class"], out / "confusion_matrix.png",
+                                    title=f"confusion matrix: {subtitle}")
     return report
 
 
@@ -156,4 +182,7 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"calibrated thresholds {[round(t, 4) for t in c['thresholds']]}: "
             f"accuracy {100 * e['accuracy']:.2f}%, {e['avg_mflops']:.2f} MFLOPs on the evaluation split"
         )
+    if "per_class" in report:
+        lines.append(f"{exits.format_per_class(report['per_class'])}\n"
+                     f"(at the {report['operating_point']['name']})")
     return "\n".join(lines)

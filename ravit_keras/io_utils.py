@@ -16,10 +16,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would survive the rename.
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would survive the rename.
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -30,6 +28,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -52,6 +57,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
         raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would survive the rename.
     try:
         yield tmp
         if path.exists():
@@ -65,3 +71,21 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_writable_file(path: str | os.PathLike, what: str) -> Path:
+    """Checks that a file can be created at ``path`` (its folder exists or can be made,
+    and is writable; the path is not a directory).
+
+    Raises:
+        ValueError: naming ``what`` and the path.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {os.fspath(path)!r} is a directory; give a file name.")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {os.fspath(path)!r} cannot be written: {os.fspath(parent)!r} is not a writable folder.")
+    return path

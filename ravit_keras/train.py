@@ -130,17 +130,20 @@ def compile_ravit(
     """Compiles ``model`` with the joint loss Σ α_i·CE(y, logits_i) and per-exit accuracy.
 
     The α_i are ``model.ravit_config.loss_weights``. Logged metric names are
-    ``exit_<i>_loss`` and ``exit_<i>_accuracy`` (with a single exit, a classic
-    ViT, Keras logs plain ``loss`` and ``accuracy``). XLA is on by default: on a
+    ``exit_<i>_loss`` and ``exit_<i>_accuracy`` (a single-exit model, a classic
+    ViT, logs ``exit_<i>_accuracy`` and ``loss``, its one exit's loss). XLA is on by default: on a
     2-core CPU it doubles training throughput (Keras's "auto" leaves it off).
     """
     config = model.ravit_config
     compile_kwargs.setdefault("jit_compile", True)
+    # Keras prefixes metric names with the output name only when there are several
+    # outputs; a single exit names its metric itself so logs always say which exit.
+    single = len(config.exit_names) == 1
     model.compile(
         optimizer=optimizer or keras.optimizers.AdamW(1e-3, weight_decay=0.05),
         loss=exit_losses(config, label_smoothing),
         loss_weights=config.loss_weights,
-        metrics={name: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        metrics={name: [keras.metrics.SparseCategoricalAccuracy(name=f"{name}_accuracy" if single else "accuracy")]
                  for name in config.exit_names},
         **compile_kwargs,
     )
@@ -172,6 +175,7 @@ def train(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: str | int = "auto",
     jit_compile: bool | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> tuple[RAViT, dict[str, list[float]]]:
     """Trains a RAViT and writes ``out_dir/{config.json, log.csv, model.keras}``.
 
@@ -189,6 +193,8 @@ def train(
         callbacks: extra Keras callbacks.
         jit_compile: XLA on or off; default on, except across several replicas
             (XLA cannot place a step across MirroredStrategy's logical CPUs).
+        class_names: the labels' names, recorded in config.json so that the
+            model's answers can be named later (``ravit predict``).
 
     Returns:
         The trained model and the history of this call's epochs.
@@ -219,9 +225,10 @@ def train(
     else:
         model = build()
 
-    atomic_write_json(out_dir / CONFIG_FILE, {
-        "model": config.to_dict(), "training": dataclasses.asdict(training),
-    })
+    record = {"model": config.to_dict(), "training": dataclasses.asdict(training)}
+    if class_names is not None:
+        record["class_names"] = [str(n) for n in class_names]
+    atomic_write_json(out_dir / CONFIG_FILE, record)
     history = model.fit(
         train_data,
         epochs=training.epochs,

@@ -143,8 +143,96 @@ def test_train_refuses_folder_of_another_model(tmp_path, capsys):
         "training": vars(TrainingConfig(epochs=1, batch_size=16)),
     })
     rc = main(["train", "--config", "tiny", "--data", "generated", "--limit-train", "32",
-               "--batch-size", "16", "--epochs", "1", "--out", str(out), "--verbose", "0"])
+               "--batch-size", "16", "--epochs", "1", "--out", str(out), "--progress", "none"])
     assert rc == 2
     err = capsys.readouterr().err
     assert "ravit train: error:" in err and "holds a run of another model (cifar10 1-3)" in err
     assert not (out / "model.keras").exists()
+
+
+# Quiet output, help texts, pipes ---------------------------------------------------------
+
+
+def test_convert_prints_only_its_own_lines(tflite_trained_ravit, tmp_path, capfd):
+    # capfd sees the file descriptors: what TensorFlow's and LiteRT's C++ write too.
+    model_path = tmp_path / "model.keras"
+    tflite_trained_ravit.model.save(model_path)
+    capfd.readouterr()
+    assert main(["convert", "--model", str(model_path), "--data", "generated", "--mode", "auto",
+                 "--calibration-images", "100", "--quantization-images", "20",
+                 "--out", str(tmp_path / "tflite")]) == 0
+    out, err = capfd.readouterr()
+    lines = [ln for ln in (out + err).splitlines() if ln.strip()]
+    # Header, 2 branches x 2 modes, 2 timings, the choice, the result.
+    assert len(lines) == 9, "\n".join(lines)
+    for noise in ("fully_quantize", "XNNPACK", "deprecated", "WARNING", "retracing", ".partial", "Traceback"):
+        assert noise not in out + err
+    assert lines[-1].startswith("Wrote 2 ") and str(tmp_path / "tflite") in lines[-1]
+
+
+def test_verbose_shows_the_libraries_logs(tflite_float32_folder):
+    # LiteRT prints its XNNPACK line once per process: each case gets a fresh one.
+    args = ["run", "--model", str(tflite_float32_folder), "--data", "generated", "--limit", "5"]
+    quiet, verbose = _run_module(*args), _run_module("--verbose", *args)
+    assert quiet.returncode == verbose.returncode == 0, quiet.stderr + verbose.stderr
+    assert "XNNPACK" in verbose.stdout + verbose.stderr
+    assert "XNNPACK" not in quiet.stdout + quiet.stderr
+
+
+def _all_actions(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from ((name, a) for a in sub._actions)
+
+
+def test_every_flag_has_help_and_help_matches_behaviour(capsys):
+    from ravit_keras.cli import build_parser
+
+    parser = build_parser()
+    missing = [f"{cmd} {a.option_strings}" for cmd, a in _all_actions(parser)
+               if a.option_strings and a.option_strings != ["-h", "--help"] and not a.help]
+    assert missing == []
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = " ".join(capsys.readouterr().out.split())
+    assert "int8 by default" not in top and "mode auto by default" in top
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    train_help = capsys.readouterr().out
+    assert "training epochs (default: 10)" in train_help and "(default: 128)" in train_help
+    assert "(default: None)" not in train_help
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    convert_help = capsys.readouterr().out
+    assert "--calibration-images" in convert_help and "--num-calibration" not in convert_help
+
+
+def test_broken_pipe_is_quiet():
+    proc = subprocess.run(f"{sys.executable} -m ravit_keras flops --config cifar10 | head -1",
+                          shell=True, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.startswith("RAViT cost model")
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_single_exit_model_logs_exit_names(tmp_path):
+    out = tmp_path / "vit"
+    assert main(["train", "--config", "tiny", "--layers", "0-2", "--data", "generated", "--limit-train", "64",
+                 "--batch-size", "32", "--epochs", "1", "--out", str(out), "--progress", "none"]) == 0
+    header = (out / "log.csv").read_text().splitlines()[0].split(",")
+    assert "exit_2_accuracy" in header and "accuracy" not in header  # "0-2": its one exit is exit_2.
+    assert json.loads((out / "config.json").read_text())["class_names"][0] == "red_blob"
+
+
+def test_output_folders_are_world_readable(tmp_path):
+    from ravit_keras.io_utils import atomic_directory
+
+    old = os.umask(0o022)
+    try:
+        with atomic_directory(tmp_path / "out") as tmp:
+            (tmp / "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755

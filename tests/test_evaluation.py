@@ -38,7 +38,7 @@ def test_eval_command_on_a_trained_model(tflite_trained_ravit, tmp_path, capsys)
     tflite_trained_ravit.model.save(model_path)
     out = tmp_path / "eval"
     rc = main(["eval", "--model", str(model_path), "--data", "generated", "--limit", "200",
-               "--mac-budget", "0.7", "--calibration-limit", "200",
+               "--mac-budget", "0.7", "--calibration-images", "200",
                "--baseline", f"same={model_path}", "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out

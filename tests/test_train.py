@@ -348,7 +348,7 @@ def test_resume_after_sigkill(tmp_path):
     log_file = out / LOG_FILE
     cmd = [sys.executable, "-m", "ravit_keras", "train", "--config", "tiny", "--data",
            "generated", "--limit-train", "512", "--epochs", "6", "--batch-size", "32",
-           "--out", str(out), "--verbose", "2"]
+           "--out", str(out), "--progress", "epoch"]
     first = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
@@ -447,7 +447,7 @@ def test_cli_train_on_two_devices(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", _TWO_DEVICES_CLI, "train", "--config", "tiny", "--layers", "0-1",
          "--data", "generated", "--limit-train", "32", "--epochs", "1", "--batch-size", "16",
-         "--devices", "2", "--out", str(out), "--verbose", "2"],
+         "--devices", "2", "--out", str(out), "--progress", "epoch"],
         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
     )
     assert "REPLICAS 2" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]

@@ -25,7 +25,7 @@ _EXPORTS = {
     "generated_class_names": "generated", "GENERATED_COARSE_CLASSES": "generated",
     "GENERATED_FINE_CLASSES": "generated",
     "CIFAR10_CLASS_NAMES": "cifar10",
-    "IMAGE_EXTENSIONS": "image_folder",
+    
 }
 
 __all__ = sorted(_EXPORTS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,19 +13,7 @@ from ravit_keras.data.split import (
     split_from_files,
     take_classes,
 )
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-
-
-def list_images(folder: Path) -> list[str]:
-    """Image files under `folder` (recursive), sorted for a stable order."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
-                found.append(os.path.join(dirpath, name))
-    return found
+from ravit_keras.images import image_size, list_images
 
 
 def _class_folders(root: Path) -> dict[str, list[str]]:
@@ -85,13 +72,9 @@ def load_image_folder(layout, *, split, image_size, holdout_fraction, seed,
 
 def _common_image_size(files) -> tuple[int, int] | None:
     """The (h, w) shared by all files (header reads only), or None if they vary."""
-    from PIL import Image
-
     sizes = set()
     for file in files:
-        with Image.open(file) as image:
-            sizes.add((image.height, image.width))
+        sizes.add(image_size(file))
         if len(sizes) > 1:
             return None
     return sizes.pop() if sizes else None
-

@@ -11,7 +11,6 @@ from ravit_keras.data.generated import load_generated
 from ravit_keras.data.image_folder import find_image_folder, load_image_folder
 from ravit_keras.data.npz import load_npz
 from ravit_keras.data.split import SPLITS, DataSplit, normalize_image_size
-from ravit_keras.data.tfds_source import load_tfds
 from ravit_keras.data.tiny_imagenet import find_tiny_imagenet, load_tiny_imagenet
 
 _SUPPORTED_SOURCES = """Supported sources:
@@ -86,6 +85,8 @@ def load_split(
     if source_str == "generated":
         return load_generated(split, size, seed, num_examples, num_classes)
     if source_str.startswith("tfds:"):
+        from ravit_keras.data.tfds_source import load_tfds  # TensorFlow only for tfds.
+
         return load_tfds(source_str[len("tfds:"):], split, data_dir, size, num_examples, num_classes)
 
     path = Path(source_str).expanduser()

@@ -1,48 +1,129 @@
-"""``DataSplit`` (one split of a dataset as a tf.data pipeline) and the helpers every
-source uses to build one: class subsets, seeded holdouts and order, resizing."""
+"""``DataSplit`` (one split of a dataset) and the helpers every source uses to build one:
+class subsets, seeded holdouts and order, resizing.
+
+A split holds its images as arrays, as a list of image files, or (tfds) as a
+``tf.data.Dataset``. ``split.dataset`` builds the tf.data pipeline on first use;
+``iter_numpy`` reads arrays and files with NumPy and Pillow, so the scheduler side
+(``ravit run``) never imports TensorFlow unless images must be resized.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Iterator
 
 import numpy as np
-import tensorflow as tf
+
+from ravit_keras import images
 
 SPLITS = ("train", "test")
 
 
-@dataclasses.dataclass
 class DataSplit:
     """One split of an image classification dataset.
 
-    Attributes:
-        dataset: unbatched `tf.data.Dataset` of `(uint8 image [H, W, 3], int32
-            label)` in a deterministic order.
-        num_examples: int, number of elements of `dataset`.
+    Args:
+        dataset: unbatched ``tf.data.Dataset`` of ``(uint8 image [H, W, 3], int32
+            label)`` in a deterministic order; or ``None`` with ``arrays`` or ``files``.
+        num_examples: int, number of examples.
         class_names: list of str, indexed by label.
-        image_size: `(height, width)` if all images share it, else `None`.
+        image_size: ``(height, width)`` if all images share it, else ``None``.
+        arrays: ``(uint8 images [N, H, W, 3], int labels [N])`` held in memory.
+        files: ``(image file paths [N], int labels [N], jpeg_only)``.
+
+    Attributes:
+        dataset: the tf.data pipeline (built from arrays or files on first use).
     """
 
-    dataset: tf.data.Dataset
-    num_examples: int
-    class_names: list[str]
-    image_size: tuple[int, int] | None
+    def __init__(self, dataset=None, num_examples: int = 0, class_names=(), image_size=None, *,
+                 arrays=None, files=None, source_size=None):
+        if sum(v is not None for v in (dataset, arrays, files)) != 1:
+            raise ValueError("A DataSplit needs exactly one of dataset, arrays or files.")
+        self._dataset = dataset
+        self._arrays = arrays
+        self._files = files
+        self.num_examples = int(num_examples)
+        self.class_names = list(class_names)
+        self.image_size = None if image_size is None else tuple(int(s) for s in image_size)
+        # The size the images have before any resize (arrays: their shape; files: common or None).
+        self._source_size = self.image_size if source_size is None else tuple(source_size)
+
+    def __repr__(self) -> str:
+        kind = "arrays" if self._arrays is not None else "files" if self._files is not None else "tf.data"
+        return (f"DataSplit({self.num_examples} images from {kind}, {self.num_classes} classes, "
+                f"image_size={self.image_size})")
+
+    @property
+    def files(self) -> list[str] | None:
+        """The image file of every example, in order, for a split read from files."""
+        return None if self._files is None else list(self._files[0])
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def dataset(self):
+        if self._dataset is None:
+            self._dataset = self._build_dataset()
+        return self._dataset
+
+    def _build_dataset(self):
+        import tensorflow as tf
+
+        size = self.image_size
+        if self._arrays is not None:
+            x, y = self._arrays
+            dataset = tf.data.Dataset.from_tensor_slices((x, np.asarray(y).astype(np.int32)))
+            if size is not None and size != self._source_size:
+                dataset = dataset.map(lambda a, b: (resize_uint8(a, size), b),
+                                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            return dataset
+        files, labels, jpeg_only = self._files
+
+        def load(file, label):
+            data = tf.io.read_file(file)
+            # The accurate integer IDCT: what Pillow (``images.read_image``) and phones decode.
+            if jpeg_only:
+                image = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
+            else:
+                image = tf.cond(
+                    tf.io.is_jpeg(data),
+                    lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+                    lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+                )
+            if size is not None:
+                image = _resize_if_needed(image, size)
+            else:
+                image.set_shape((None, None, 3))
+            return image, label
+
+        return tf.data.Dataset.from_tensor_slices(
+            (tf.constant(list(files), tf.string), tf.constant(np.asarray(labels), tf.int32))
+        ).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def _with(self, **changes) -> "DataSplit":
+        fields = dict(dataset=self._dataset if self._arrays is None and self._files is None else None,
+                      num_examples=self.num_examples, class_names=self.class_names,
+                      image_size=self.image_size, arrays=self._arrays, files=self._files,
+                      source_size=self._source_size)
+        fields.update(changes)
+        return DataSplit(**fields)
+
     def resized(self, image_size: tuple[int, int] | int) -> "DataSplit":
-        """Returns this split with every image resized to `image_size`."""
+        """Returns this split with every image resized to ``image_size``."""
         size = normalize_image_size(image_size)
         if size == self.image_size:
             return self
+        if self._arrays is not None or self._files is not None:
+            return self._with(image_size=size)
+        import tensorflow as tf
+
         dataset = self.dataset.map(
             lambda x, y: (_resize_if_needed(x, size), y),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-        return dataclasses.replace(self, dataset=dataset, image_size=size)
+        return self._with(dataset=dataset, image_size=size, source_size=self._source_size)
 
     def cached(self) -> "DataSplit":
         """Returns this split with decoded images kept in memory after the first pass.
@@ -50,32 +131,69 @@ class DataSplit:
         Worth it for image files (Tiny ImageNet is 0.7 GB decoded) when training
         for several epochs on a machine where JPEG decoding competes with training.
         """
-        return dataclasses.replace(self, dataset=self.dataset.cache())
+        return DataSplit(self.dataset.cache(), self.num_examples, self.class_names, self.image_size,
+                         source_size=self._source_size)
+
+    def iter_numpy(self, limit: int | None = None) -> Iterator[tuple[np.ndarray, int]]:
+        """Yields ``(uint8 image [H, W, 3], label)`` one at a time, in the split's order.
+
+        Arrays and files are read with NumPy and Pillow (no TensorFlow) unless a
+        resize is needed; an unreadable file raises ``images.ImageError`` naming it.
+        """
+        n = self.num_examples if limit is None else min(int(limit), self.num_examples)
+        if self._arrays is not None and (self.image_size is None or self.image_size == self._source_size):
+            x, y = self._arrays
+            for i in range(n):
+                yield x[i], int(y[i])
+            return
+        if self._files is not None:
+            files, labels, _ = self._files
+            for i in range(n):
+                image = images.read_image(files[i])
+                if self.image_size is not None and image.shape[:2] != self.image_size:
+                    image = _resize_numpy_like_training(image, self.image_size)
+                yield image, int(labels[i])
+            return
+        for k, (x, y) in enumerate(self.dataset.as_numpy_iterator()):
+            if k >= n:
+                return
+            yield x, int(y)
 
     def as_numpy(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Returns `(images uint8 [N, H, W, 3], labels int64 [N])`, N <= `limit`.
+        """Returns ``(images uint8 [N, H, W, 3], labels int64 [N])``, N <= ``limit``.
 
         Raises:
-            ValueError: if the images do not share one size (use `resized` first).
+            ValueError: if the images do not share one size (use ``resized`` first).
         """
         if self.image_size is None:
             raise ValueError(
                 "Images of this split vary in size; call split.resized((h, w)) or pass "
                 "image_size to load_split() before as_numpy()."
             )
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be non-negative, got {limit}.")
+        h, w = self.image_size
+        if self._arrays is not None and self.image_size == self._source_size:
+            x, y = self._arrays
+            n = len(x) if limit is None else min(limit, len(x))
+            return np.ascontiguousarray(x[:n], np.uint8), np.asarray(y[:n], np.int64)
         dataset = self.dataset
         if limit is not None:
-            if limit < 0:
-                raise ValueError(f"limit must be non-negative, got {limit}.")
             dataset = dataset.take(limit)
         xs, ys = [], []
         for x, y in dataset.batch(1024).as_numpy_iterator():
             xs.append(x)
             ys.append(y)
-        h, w = self.image_size
         if not xs:
             return np.zeros((0, h, w, 3), np.uint8), np.zeros((0,), np.int64)
         return np.concatenate(xs).astype(np.uint8), np.concatenate(ys).astype(np.int64)
+
+
+def _resize_numpy_like_training(image: np.ndarray, size) -> np.ndarray:
+    """The training pipeline's resize (TensorFlow's), used where a file needs one."""
+    import tensorflow as tf
+
+    return resize_uint8(tf.constant(image), size).numpy()
 
 
 # Public entry points --------------------------------------------------------
@@ -126,7 +244,9 @@ def seeded_order(files, labels, seed, split, num_examples):
 
 
 def resize_uint8(image, size):
-    """Bilinear resize of a uint8 image, rounded and clipped back to uint8."""
+    """Bilinear resize of a uint8 image, rounded and clipped back to uint8 (TensorFlow)."""
+    import tensorflow as tf
+
     resized = tf.image.resize(image, size, method="bilinear", antialias=True)
     resized = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
     resized.set_shape((size[0], size[1], 3))
@@ -134,6 +254,8 @@ def resize_uint8(image, size):
 
 
 def _resize_if_needed(image, size):
+    import tensorflow as tf
+
     shape = tf.shape(image)
     same = tf.logical_and(tf.equal(shape[0], size[0]), tf.equal(shape[1], size[1]))
     image = tf.cond(same, lambda: image, lambda: resize_uint8(image, size))
@@ -142,31 +264,18 @@ def _resize_if_needed(image, size):
 
 
 def split_from_arrays(x: np.ndarray, y: np.ndarray, class_names, image_size) -> DataSplit:
-    dataset = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
-    split = DataSplit(dataset, int(len(x)), list(class_names), (int(x.shape[1]), int(x.shape[2])))
+    """A split over in-memory uint8 images (resized lazily to ``image_size`` if given)."""
+    source = (int(x.shape[1]), int(x.shape[2]))
+    split = DataSplit(num_examples=len(x), class_names=class_names, image_size=source, arrays=(x, y))
     return finish(split, image_size)
 
 
 def split_from_files(files, labels, class_names, image_size, *, jpeg_only: bool) -> DataSplit:
+    """A split over image files, decoded when read (resized to ``image_size`` if given)."""
     if len(files) == 0:
         raise ValueError("The dataset has no images for this split (after filtering).")
-
-    def load(file, label):
-        data = tf.io.read_file(file)
-        if jpeg_only:
-            image = tf.io.decode_jpeg(data, channels=3)
-        else:
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        if image_size is not None:
-            image = _resize_if_needed(image, image_size)
-        else:
-            image.set_shape((None, None, 3))
-        return image, label
-
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(list(files), tf.string), tf.constant(labels, tf.int32))
-    ).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return DataSplit(dataset, int(len(files)), list(class_names), image_size)
+    return DataSplit(num_examples=len(files), class_names=class_names, image_size=image_size,
+                     files=(list(files), np.asarray(labels, np.int64), jpeg_only), source_size=None)
 
 
 def finish(split: DataSplit, image_size) -> DataSplit:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ravit_keras.data.image_folder import list_images
 from ravit_keras.data.split import (
     DataSplit,
     holdout,
@@ -14,6 +13,7 @@ from ravit_keras.data.split import (
     split_from_files,
     take_classes,
 )
+from ravit_keras.images import list_images
 
 
 def find_tiny_imagenet(path: Path) -> Path | None:

@@ -95,6 +95,19 @@ def naive_float_and_int8(config, num_layers: int, calibration_images, out_dir: s
 # The whole benchmark ----------------------------------------------------------------
 
 
+# Entropy thresholds as fractions of ln C, the largest possible entropy: the same
+# grid means the same thing for 5 classes (ln C = 1.61) as for 200 (5.30). The
+# paper's useful CIFAR-10 range, 0.05-0.15, is 0.02-0.065 of ln 10.
+RELATIVE_THRESHOLDS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+def relative_thresholds(num_classes: int) -> list[float]:
+    """``RELATIVE_THRESHOLDS`` times ln(num_classes), rounded to 4 digits."""
+    import math
+
+    return [round(f * math.log(num_classes), 4) for f in RELATIVE_THRESHOLDS]
+
+
 def run_benchmark(
     model,
     baseline,
@@ -104,20 +117,25 @@ def run_benchmark(
     calibration_labels: np.ndarray,
     out_dir: str | Path,
     *,
-    thresholds: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5),
+    thresholds: Sequence[float] | None = None,
     num_threads: int = 1,
     modes: Sequence[str] = ("int8", "float32"),
     naive: bool = True,
     class_names: Sequence[str] | None = None,
     progress=print,
 ) -> dict[str, Any]:
-    """Converts RAViT and a classic ViT the same way and benchmarks them side by side.
+    """Converts RAViT (and a classic ViT ``baseline``, optional) the same way and
+    benchmarks them side by side.
 
     Writes every submodel (each mode) under ``out_dir``, times all of them
     interleaved in one process, runs ``litert-benchmark`` on each, lists the ops
     XNNPACK could not take, runs the scheduler end to end over ``images`` at
-    each threshold, and compares with the float Keras model.
+    each threshold, and compares with the float Keras model. ``thresholds``
+    default to ``relative_thresholds(num_classes)``: the same grid for any class count.
     """
+    say = progress or (lambda _msg: None)
+    if thresholds is None:
+        thresholds = relative_thresholds(model.ravit_config.num_classes)
     from ravit_keras.evaluation import (
         predict_exit_logits,  # Runs the Keras model: TensorFlow.
     )
@@ -126,24 +144,25 @@ def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"cpu": cpu_description(), "threads": num_threads, "images": int(len(images))}
     folders = {}
-    for tag, m in (("ravit", model), ("vit", baseline)):
+    models = (("ravit", model),) + ((("vit", baseline),) if baseline is not None else ())
+    for tag, m in models:
         for mode in modes:
             folder = out / f"{tag}_{mode}"
             if not (folder / "manifest.json").exists():
-                progress(f"converting {tag} {m.ravit_config.layer_spec} to {mode}")
+                say(f"converting {tag} {m.ravit_config.layer_spec} to {mode}")
                 convert(m, folder, calibration_images, calibration_labels, class_names=class_names,
                         options=ConversionOptions(mode=mode), overwrite=True, progress=None)
             folders[(tag, mode)] = folder
     files = {f"{tag}_{mode}/{e['file']}": folders[(tag, mode)] / e["file"]
              for (tag, mode) in folders
              for e in json.loads((folders[(tag, mode)] / "manifest.json").read_text())["exits"]}
-    if naive:
-        progress("building the naive Keras-graph ViT baseline")
+    if naive and baseline is not None:
+        say("building the naive Keras-graph ViT baseline")
         layers = baseline.ravit_config.layers[-1]
         for mode, p in naive_float_and_int8(baseline.ravit_config, layers, calibration_images[:200],
                                             out / "naive").items():
             files[f"naive_vit{layers}_{mode}"] = p
-    progress(f"timing {len(files)} models interleaved ({num_threads} thread)")
+    say(f"timing {len(files)} models interleaved ({num_threads} thread)")
     timing = interleaved_latency(list(files.values()), num_threads=num_threads)
     result["latency_ms"] = {name: timing[str(p)] for name, p in files.items()}
     result["delegation"] = {name: undelegated_ops(p) for name, p in files.items()}
@@ -158,18 +177,18 @@ def run_benchmark(
 
     # Keras float reference and end-to-end scheduler runs.
     keras_logits, _ = predict_exit_logits(model, images.astype(np.float32))
-    base_logits, _ = predict_exit_logits(baseline, images.astype(np.float32))
-    result["keras"] = {
-        "ravit_per_exit_accuracy": [float(np.mean(l.argmax(-1) == labels)) for l in keras_logits],
-        "vit_accuracy": float(np.mean(base_logits[-1].argmax(-1) == labels)),
-    }
+    result["keras"] = {"ravit_per_exit_accuracy": [float(np.mean(lg.argmax(-1) == labels)) for lg in keras_logits]}
+    base_logits = None
+    if baseline is not None:
+        base_logits, _ = predict_exit_logits(baseline, images.astype(np.float32))
+        result["keras"]["vit_accuracy"] = float(np.mean(base_logits[-1].argmax(-1) == labels))
     e2e = {}
     for (tag, mode), folder in folders.items():
         sched = RAViTScheduler(folder, num_threads=num_threads)
         taus = thresholds if len(sched.submodels) > 1 else [0.0]
         rows = []
         for tau in taus:
-            progress(f"scheduler {tag} {mode} tau={tau} over {len(images)} images")
+            say(f"scheduler {tag} {mode} tau={tau} over {len(images)} images")
             r = sched.evaluate(images, labels, thresholds=tau)
             keras_route = evaluate_exits(
                 keras_logits if tag == "ravit" else base_logits, labels, tau,
@@ -183,7 +202,7 @@ def run_benchmark(
             result.setdefault("fidelity", {})[mode] = agreement
     result["end_to_end"] = e2e
     atomic_write_json(out / "benchmark.json", result)
-    atomic_write_text(out / "benchmark.md", format_benchmark(result, model.ravit_config, baseline.ravit_config))
+    atomic_write_text(out / "benchmark.md", format_benchmark(result, model.ravit_config, None if baseline is None else baseline.ravit_config))
     return result
 
 
@@ -214,7 +233,9 @@ def format_benchmark(result: dict[str, Any], ravit_config, vit_config) -> str:
     tool = result.get("benchmark_tool", {})
     lines += ["| submodel | MACs (layers) | median latency (ms) | litert-benchmark median (ms) | GMAC/s | ops not delegated to XNNPACK | partitions |",
               "|---|---|---|---|---|---|---|"]
-    costs = {"ravit": flops.branch_costs(ravit_config), "vit": flops.branch_costs(vit_config)}
+    costs = {"ravit": flops.branch_costs(ravit_config)}
+    if vit_config is not None:
+        costs["vit"] = flops.branch_costs(vit_config)
     for name, t in lat.items():
         macs = ""
         gmacs = ""

@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ravit_keras.config import RAViTConfig
+from ravit_keras.console import quiet_native_output
 from ravit_keras.deploy.flatbuffer import (
     builtin_op_names,
     describe_tensors,
@@ -91,9 +92,14 @@ def branch_float_inputs(model, images: np.ndarray, batch_size: int = 256) -> lis
     cls = None
     for model_b in model.branch_models():
         inputs = {"image": images} if cls is None else {"image": images, "cls_in": cls}
-        out = model_b.predict(inputs, batch_size=batch_size, verbose=0)
+        # Plain calls, not predict(): predict traces a function per branch model and per
+        # batch shape, and TensorFlow warns about the retracing.
+        cls = np.concatenate([
+            np.asarray(model_b({k: v[i:i + batch_size] for k, v in inputs.items()}, training=False)["cls_out"],
+                       np.float32)
+            for i in range(0, len(images), batch_size)
+        ])
         per_branch.append([{k: v[i:i + 1] for k, v in inputs.items()} for i in range(len(images))])
-        cls = np.asarray(out["cls_out"], np.float32)
     return per_branch
 
 
@@ -193,8 +199,9 @@ def convert(
             first = k == 0
             start = time.perf_counter()
             saved = Path(work) / f"saved_{branch + 1}"
-            export_saved_model(branch_model, config, first, saved)
-            tflite = convert_saved_model(str(saved), options.mode, per_branch_inputs[k])
+            with quiet_native_output():  # The converter's C++ logs; shown if it fails.
+                export_saved_model(branch_model, config, first, saved)
+                tflite = convert_saved_model(str(saved), options.mode, per_branch_inputs[k])
             if options.mode == "int8":
                 tflite = fix_pixel_input_quantization(tflite)
                 tflite, _ = symmetrize_matmul_operands(tflite)
@@ -255,7 +262,6 @@ def convert(
                 f"{len(images)} calibration images, logits of these {options.mode} submodels")
             (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         load_manifest(tmp)  # Validates what was just written.
-    say(f"Wrote {len(exits)} {options.mode} submodels and {MANIFEST_FILE} to {out_dir}")
     return manifest
 
 

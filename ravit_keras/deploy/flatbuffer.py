@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ravit_keras.console import quiet_native_output
+
 
 def fix_pixel_input_quantization(tflite: bytes) -> bytes:
     """Sets the uint8 image input to exactly scale 1, zero point 0.
@@ -82,7 +84,8 @@ def describe_tensors(tflite: bytes) -> dict[str, dict[str, Any]]:
     from ai_edge_litert.interpreter import Interpreter
 
     try:
-        interpreter = Interpreter(model_content=tflite)
+        with quiet_native_output():
+            interpreter = Interpreter(model_content=tflite)
     except Exception as e:  # The interpreter raises ValueError/RuntimeError for bad buffers.
         raise ValueError(f"Not a valid TFLite model: {e}") from None
     runner = interpreter.get_signature_runner()

@@ -21,6 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ravit_keras.console import quiet_native_output
+
 BENCHMARK_TOOL = "litert-benchmark"
 
 
@@ -88,12 +90,14 @@ def undelegated_ops(model_path: str | Path) -> dict[str, Any]:
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    fused = Interpreter(model_path=str(model_path), num_threads=1)
-    fused.allocate_tensors()
+    with quiet_native_output():
+        fused = Interpreter(model_path=str(model_path), num_threads=1)
+        fused.allocate_tensors()
     partitions = sum(o["op_name"] == "DELEGATE" for o in fused._get_ops_details())
-    it = Interpreter(model_path=str(model_path), num_threads=1,
-                     experimental_disable_delegate_node_fusion=True)
-    it.allocate_tensors()
+    with quiet_native_output():
+        it = Interpreter(model_path=str(model_path), num_threads=1,
+                         experimental_disable_delegate_node_fusion=True)
+        it.allocate_tensors()
     ops = it._get_ops_details()
     delegated_outputs = {int(t) for o in ops if o["op_name"] == "DELEGATE" for t in o["outputs"]}
     original = [o for o in ops if o["op_name"] != "DELEGATE"]
@@ -120,8 +124,9 @@ def interleaved_latency(model_paths: Sequence[str | Path], rounds: int = 5, runs
     rng = np.random.default_rng(0)
     interpreters = {}
     for path in model_paths:
-        it = Interpreter(model_path=str(path), num_threads=num_threads)
-        it.allocate_tensors()
+        with quiet_native_output():
+            it = Interpreter(model_path=str(path), num_threads=num_threads)
+            it.allocate_tensors()
         for d in it.get_input_details():
             info = np.iinfo(d["dtype"]) if np.issubdtype(d["dtype"], np.integer) else None
             value = (rng.integers(info.min, info.max, d["shape"]) if info is not None

@@ -15,12 +15,14 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ravit_keras.console import quiet_native_output
 from ravit_keras.deploy.manifest import ManifestError, load_manifest
 from ravit_keras.deploy.quantization import QUANT_RANGES, dequantize, requantize
+from ravit_keras.exits.per_class import per_class_from_counts
 from ravit_keras.exits.uncertainty import validate_thresholds
 
 
@@ -52,8 +54,9 @@ class Submodel:
         self.entry = entry
         self.name = entry["name"]
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-            self.interpreter.allocate_tensors()
+            with quiet_native_output():
+                self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+                self.interpreter.allocate_tensors()
         except Exception as e:  # Corrupt or truncated flatbuffers fail here.
             raise ManifestError(f"{path} is not a loadable TFLite model: {e}") from None
         runner = self.interpreter.get_signature_runner()
@@ -145,6 +148,7 @@ class StreamReport:
     """Accumulates classifications over a stream without keeping them (flat memory)."""
 
     exit_names: Sequence[str]
+    class_names: Sequence[str] | None = None  # Given: per-class counts (C x C + C x E ints).
     count: int = 0
     correct: int = 0
     macs_sum: float = 0.0
@@ -154,6 +158,11 @@ class StreamReport:
     def __post_init__(self):
         self.exit_counts = [0] * len(self.exit_names)
         self._latencies: list[float] = []
+        self.confusion = self.class_exits = None
+        if self.class_names is not None:
+            c = len(self.class_names)
+            self.confusion = np.zeros((c, c), np.int64)
+            self.class_exits = np.zeros((c, len(self.exit_names)), np.int64)
 
     def add(self, c: Classification, label: int | None) -> None:
         self.count += 1
@@ -163,7 +172,11 @@ class StreamReport:
         self.total_ms_sum += c.total_latency_ms
         self._latencies.append(c.total_latency_ms)  # 8 bytes an image: fine for percentiles.
         if label is not None:
-            self.correct += int(c.label == int(label))
+            label = int(label)
+            self.correct += int(c.label == label)
+            if self.confusion is not None:
+                self.confusion[label, c.label] += 1
+                self.class_exits[label, c.exit_index] += 1
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self._latencies or [float("nan")])
@@ -180,6 +193,7 @@ class StreamReport:
                 "p90": float(np.percentile(lat, 90)), "p99": float(np.percentile(lat, 99)),
             },
             "invoke_ms_mean": self.invoke_ms_sum / n,
+            "scheduler_overhead_ms": (self.total_ms_sum - self.invoke_ms_sum) / n,
             "scheduler_overhead_fraction": (self.total_ms_sum - self.invoke_ms_sum) / max(self.invoke_ms_sum, 1e-12),
         }
 
@@ -371,11 +385,18 @@ class RAViTScheduler:
             yield self.classify(image, thresholds)
 
     def evaluate(self, images: Iterable[np.ndarray], labels: Iterable[int] | None = None,
-                 thresholds: Any = None, progress: bool = False, total: int | None = None) -> dict[str, Any]:
-        """Streams ``images`` through the scheduler; returns accuracy, exits, MACs, latency."""
+                 thresholds: Any = None, progress: bool = False, total: int | None = None,
+                 on_result: Callable[[int, Classification, int | None], None] | None = None,
+                 ) -> dict[str, Any]:
+        """Streams ``images`` through the scheduler; returns accuracy, exits, MACs, latency.
+
+        With ``labels`` the report also holds per-class figures (``per_class``:
+        accuracy, exit shares, confusion matrix). ``on_result(i, classification,
+        label)`` is called for every image (e.g. to write per-image answers).
+        """
         if thresholds is not None:
             thresholds = validate_thresholds(thresholds, len(self.submodels), self.num_classes)
-        report = StreamReport(self.exit_names)
+        report = StreamReport(self.exit_names, class_names=self.labels if labels is not None else None)
         label_iter = iter(labels) if labels is not None else None
         bar = None
         if progress:
@@ -385,7 +406,14 @@ class RAViTScheduler:
         taus = self._thresholds if thresholds is None else thresholds
         for i, image in enumerate(images):
             c = self._classify(image, taus)
-            report.add(c, next(label_iter) if label_iter is not None else None)
+            label = next(label_iter) if label_iter is not None else None
+            if label is not None and not 0 <= int(label) < self.num_classes:
+                raise ValueError(
+                    f"Label {int(label)} of image {i} is outside the model's {self.num_classes} classes "
+                    f"(0..{self.num_classes - 1}).")
+            report.add(c, label)
+            if on_result is not None:
+                on_result(i, c, label)
             if bar is not None and (i + 1) % 100 == 0:
                 bar.update(i + 1)
         if bar is not None:
@@ -394,4 +422,7 @@ class RAViTScheduler:
         summary["thresholds"] = self.thresholds if thresholds is None else [float(t) for t in thresholds]
         if labels is None:
             summary.pop("accuracy")
+        elif report.confusion is not None:
+            summary["per_class"] = per_class_from_counts(report.confusion, report.class_exits,
+                                                         self.labels, self.exit_names)
         return summary

@@ -7,7 +7,8 @@ scheduler or a notebook can use it without TensorFlow.
     routing.py      route (batched) and route_one_at_a_time; evaluate_exits
     sweep.py        accuracy and cost over a grid of thresholds; CSV/JSON
     calibration.py  thresholds that meet an accuracy or MAC budget
-    plots.py        accuracy vs FLOPs, exit histograms
+    per_class.py    per-class accuracy, exit shares, confusion matrix
+    plots.py        accuracy vs FLOPs, exit histograms, per-class results, confusion matrix
 
 Inputs are the logits of every exit for a set of images, ``exit_logits``: a
 sequence of ``(N, C)`` arrays in exit order (the order of ``config.exit_names``).
@@ -21,7 +22,18 @@ entropy) stops every image at the first exit.
 """
 
 from ravit_keras.exits.calibration import calibrate_thresholds
-from ravit_keras.exits.plots import plot_accuracy_vs_flops, plot_exit_histogram
+from ravit_keras.exits.per_class import (
+    count_matrices,
+    format_per_class,
+    per_class_from_counts,
+    per_class_report,
+)
+from ravit_keras.exits.plots import (
+    plot_accuracy_vs_flops,
+    plot_confusion_matrix,
+    plot_exit_histogram,
+    plot_per_class,
+)
 from ravit_keras.exits.routing import (
     Routing,
     apply_thresholds,
@@ -38,7 +50,9 @@ from ravit_keras.exits.uncertainty import (
 )
 
 __all__ = [
-    "Routing", "apply_thresholds", "calibrate_thresholds", "default_threshold_grid", "entropy",
+    "Routing", "apply_thresholds", "calibrate_thresholds", "count_matrices", "default_threshold_grid",
+    "entropy", "format_per_class", "per_class_from_counts", "per_class_report", "plot_confusion_matrix",
+    "plot_per_class",
     "evaluate_exits", "max_entropy", "plot_accuracy_vs_flops", "plot_exit_histogram", "route",
     "route_one_at_a_time", "save_sweep", "softmax", "sweep", "validate_thresholds",
 ]

@@ -79,3 +79,82 @@ def plot_exit_histogram(exit_counts: Sequence[int], exit_names: Sequence[str], p
     ax.set_title(title, fontsize=9 if len(title) > 40 else None)
     return _save_figure(fig, path)
 
+
+
+def plot_per_class(report: Mapping[str, Any], path: str | Path, title: str = "per-class results",
+                   max_classes: int = 40) -> Path:
+    """Per-class top-1 (bars) beside the share of each class's images leaving at each
+    exit (stacked bars), from ``per_class_report``; written atomically as PNG.
+
+    With more than ``max_classes`` classes, the least accurate ones are drawn.
+    """
+    rows = [r for r in report["classes"] if r["images"]]
+    if not rows:
+        raise ValueError(f"No class has images; nothing to plot into {path}.")
+    if len(rows) > max_classes:
+        rows = sorted(rows, key=lambda r: r["accuracy"])[:max_classes]
+        title = f"{title} ({max_classes} least accurate classes)"
+    names = [r["name"] for r in rows]
+    from matplotlib.figure import Figure
+
+    height = 1.2 + 0.28 * len(rows)
+    fig = Figure(figsize=(9.0, height))
+    acc_ax, exit_ax = fig.subplots(1, 2, sharey=True)
+    ys = list(range(len(rows)))
+    acc_ax.barh(ys, [100 * r["accuracy"] for r in rows])
+    acc_ax.set_yticks(ys, names, fontsize=8)
+    acc_ax.invert_yaxis()
+    acc_ax.set_xlim(0, 100)
+    acc_ax.set_xlabel("top-1 (%)")
+    acc_ax.grid(True, axis="x", alpha=0.3)
+    left = [0.0] * len(rows)
+    for e, exit_name in enumerate(report["exit_names"]):
+        shares = [100 * r["exit_shares"][e] for r in rows]
+        exit_ax.barh(ys, shares, left=left, label=exit_name)
+        left = [a + b for a, b in zip(left, shares)]
+    exit_ax.set_xlim(0, 100)
+    exit_ax.set_xlabel("images leaving at each exit (%)")
+    exit_ax.legend(loc="lower right", fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return _save_figure(fig, path)
+
+
+def plot_confusion_matrix(report: Mapping[str, Any], path: str | Path, title: str = "confusion matrix",
+                          max_classes: int = 30) -> Path:
+    """Row-normalised confusion matrix (true class down, predicted across) from
+    ``per_class_report``; numbers are shown up to 12 classes. Written atomically as PNG.
+
+    With more than ``max_classes`` classes, only the counts are kept in the report
+    (a matrix that size is unreadable as a picture) and this draws the most confused
+    ``max_classes`` classes.
+    """
+    import numpy as np
+
+    confusion = np.asarray(report["confusion_matrix"], dtype=np.float64)
+    names = list(report["class_names"])
+    if confusion.sum() == 0:
+        raise ValueError(f"The confusion matrix is empty; nothing to plot into {path}.")
+    if len(names) > max_classes:
+        errors = confusion.sum(1) - np.diag(confusion)
+        keep = np.sort(np.argsort(-errors, kind="stable")[:max_classes])
+        confusion, names = confusion[np.ix_(keep, keep)], [names[i] for i in keep]
+        title = f"{title} ({max_classes} most confused classes)"
+    totals = confusion.sum(1, keepdims=True)
+    shares = np.divide(confusion, totals, out=np.zeros_like(confusion), where=totals > 0)
+    side = 2.0 + 0.35 * len(names)
+    fig, ax = _new_figure((side + 1.0, side))
+    im = ax.imshow(100 * shares, cmap="Blues", vmin=0, vmax=100)
+    ticks = list(range(len(names)))
+    ax.set_xticks(ticks, names, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(ticks, names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if len(names) <= 12:
+        for i in ticks:
+            for j in ticks:
+                if confusion[i, j]:
+                    ax.text(j, i, f"{int(confusion[i, j])}", ha="center", va="center", fontsize=7,
+                            color="white" if shares[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, label="% of the true class")
+    ax.set_title(title, fontsize=10)
+    return _save_figure(fig, path)

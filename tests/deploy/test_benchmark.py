@@ -101,3 +101,28 @@ def test_descriptions():
     cmd = phone_benchmark_command("/x/y/branch_1.tflite", num_threads=2)
     assert "adb push /x/y/branch_1.tflite /data/local/tmp/" in cmd
     assert "--graph=/data/local/tmp/branch_1.tflite" in cmd and "--num_threads=2" in cmd
+
+
+def test_relative_thresholds_follow_the_class_count():
+    import math
+
+    from ravit_keras.deploy.benchmark import RELATIVE_THRESHOLDS, relative_thresholds
+
+    for c in (5, 10, 200):
+        taus = relative_thresholds(c)
+        assert taus[0] == 0.0 and len(taus) == len(RELATIVE_THRESHOLDS)
+        assert taus == pytest.approx([f * math.log(c) for f in RELATIVE_THRESHOLDS], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_bench_a_ravit_alone(tflite_trained_ravit, tmp_path):
+    from ravit_keras.deploy.benchmark import run_benchmark
+
+    t = tflite_trained_ravit
+    result = run_benchmark(t.model, None, t.test_images[:60], t.test_labels[:60], t.calib_images[:100],
+                           t.calib_labels[:100], tmp_path / "bench", modes=("float32",), progress=None)
+    assert set(result["end_to_end"]) == {"ravit_float32"}
+    assert [r["tau"] for r in result["end_to_end"]["ravit_float32"]] == pytest.approx(
+        [0.0, 0.023, 0.0461, 0.1151, 0.2303, 0.4605], abs=1e-4)  # Fractions of ln 10.
+    assert "vit_accuracy" not in result["keras"]
+    assert (tmp_path / "bench" / "benchmark.md").read_text().count("ravit_float32") >= 3

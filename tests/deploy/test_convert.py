@@ -362,7 +362,7 @@ def test_cli_convert_saved_model(tflite_trained_ravit, tmp_path, capsys):
     tflite_trained_ravit.model.save(model_path)
     out = tmp_path / "tflite"
     rc = main(["convert", "--model", str(model_path), "--data", "generated", "--mode", "float32",
-               "--calibration-images", "100", "--num-calibration", "20", "--out", str(out)])
+               "--calibration-images", "100", "--quantization-images", "20", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     manifest = load_manifest(out)
     assert manifest["quantization"] == "float32"
