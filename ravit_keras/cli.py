@@ -86,6 +86,9 @@ def _add_data_args(p: argparse.ArgumentParser, default: str | None = None) -> No
     g.add_argument("--data-dir", help="tensorflow-datasets data directory (for tfds:NAME)")
     g.add_argument("--holdout-fraction", type=float, default=0.1,
                    help="share of training images held out as 'test' where the source has no test split")
+    g.add_argument("--skip-bad-images", action="store_true",
+                   help="leave out image files that cannot be decoded, with a warning naming each "
+                        "(default: stop at the first, naming it)")
 
 
 def _add_calibration_args(p: argparse.ArgumentParser, default_images: int) -> None:
@@ -104,11 +107,48 @@ def _add_progress(p: argparse.ArgumentParser, choices=("auto", "bar", "none")) -
 def _load(args, split: str, image_size, num_classes: int, limit: int | None):
     from ravit_keras.data import load_split
 
-    return load_split(
+    loaded = load_split(
         args.data, split, data_dir=args.data_dir, image_size=image_size,
         holdout_fraction=args.holdout_fraction, num_examples=limit,
         num_classes=num_classes if args.data == "generated" else None,
     )
+    if getattr(args, "skip_bad_images", False):
+        loaded = loaded.without_unreadable(
+            lambda reason: print(f"ravit {args.command}: warning: skipped: {reason}", file=sys.stderr))
+    return loaded
+
+
+def _naming_bad_images(split, work):
+    """Runs ``work()``; when TensorFlow fails to decode an image file, names the file."""
+    try:
+        return work()
+    except Exception as e:
+        if split.files is None or type(e).__name__ not in ("InvalidArgumentError", "DataLossError", "UnknownError"):
+            raise
+        bad = split.find_unreadable(limit=3)
+        if not bad:
+            raise
+        from ravit_keras.data import DatasetError
+
+        raise DatasetError("; ".join(reason for _, reason in bad)
+                           + ". Fix or remove the file, or pass --skip-bad-images.") from None
+
+
+# Fewer labelled images than this cannot place a threshold between confident and
+# unsure images: one image alone sets it to ln C.
+MIN_CALIBRATION_IMAGES = 20
+
+
+def _matched(args, split, model_classes, split_name):
+    """``split`` with its labels matched to the model's classes by name (or refused)."""
+    from ravit_keras.data import match_classes
+
+    matched, note = match_classes(split, model_classes, "the model")
+    if note:
+        print(f"note: {args.data} {split_name}: {note}", flush=True)
+    if not any(str(n) not in (f"class_{i}", str(i)) for i, n in enumerate(model_classes)):
+        return matched  # The model knows its classes by position only: the data's names stand.
+    return matched.relabelled(np.arange(len(model_classes)), model_classes) if note is None else matched
 
 
 def _is_converted(path: str) -> bool:
@@ -158,7 +198,16 @@ def cmd_train(args) -> int:
     # tf.data's seeded shuffle and augmentation combine their seed with TF's global
     # seed: fixing it here makes a run depend on --seed alone.
     keras.utils.set_random_seed(args.seed)
-    train_split = _load(args, "train", config.image_size, config.num_classes, args.limit_train)
+    train_split = _load(args, "train", config.image_size, args.num_classes or config.num_classes, args.limit_train)
+    if train_split.num_examples == 0:
+        raise ValueError(f"The train split of {args.data} holds no images.")
+    if train_split.num_classes != config.num_classes:
+        if args.num_classes is not None:
+            raise ValueError(
+                f"--num-classes {args.num_classes} but {args.data} has {train_split.num_classes} classes "
+                f"({', '.join(train_split.class_names[:8])}{', ...' if train_split.num_classes > 8 else ''}).")
+        # The head is sized for the data, not for the preset's dataset.
+        config = config.replace(num_classes=train_split.num_classes)
     train_ds = make_pipeline(train_split, config, training.batch_size, training=True, seed=args.seed)
     val_ds = None
     if args.validate:
@@ -169,8 +218,11 @@ def cmd_train(args) -> int:
     fit_verbose = {"bar": 1, "epoch": 2, "none": 0}.get(args.progress, "auto")
     if fit_verbose == "auto":
         fit_verbose = 1 if sys.stdout.isatty() else 2
-    train(config, train_ds, args.out, training, val_ds, strategy=strategy, verbose=fit_verbose,
-          class_names=train_split.class_names)
+    signature = {"source": str(args.data), "num_examples": train_split.num_examples,
+                 "class_names": list(train_split.class_names), "holdout_fraction": args.holdout_fraction}
+    _naming_bad_images(train_split, lambda: train(
+        config, train_ds, args.out, training, val_ds, strategy=strategy, verbose=fit_verbose,
+        class_names=train_split.class_names, data_signature=signature))
     print(f"Saved {Path(args.out) / 'model.keras'}")
     return 0
 
@@ -189,18 +241,26 @@ def cmd_eval(args) -> int:
         format_report,
         predict_exit_logits,
     )
+    from ravit_keras.io_utils import check_writable_file
     from ravit_keras.model import flops
 
     model = _load_model(args.model)
     config = model.ravit_config
     if args.mac_budget is not None and args.mac_budget <= 1:
         args.mac_budget *= flops.model_macs(config)  # A fraction of the full model.
-    split = _load(args, args.split, config.image_size, config.num_classes, args.limit)
-    logits, labels = predict_exit_logits(model, split, args.batch_size)
+    model_classes = _class_names_of(args.model, config.num_classes)
+    split = _matched(args, _load(args, args.split, config.image_size, config.num_classes, args.limit),
+                     model_classes, args.split)
+    if split.num_examples == 0:
+        raise ValueError(f"The {args.split} split of {args.data} holds no images.")
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        check_writable_file(Path(args.out) / "report.json", "--out")
+    logits, labels = _naming_bad_images(split, lambda: predict_exit_logits(model, split, args.batch_size))
     calibration = None
     if args.mac_budget is not None or args.max_accuracy_drop is not None:
-        cal_split = _load(args, args.calibration_split, config.image_size, config.num_classes,
-                          args.calibration_images)
+        cal_split = _matched(args, _load(args, args.calibration_split, config.image_size, config.num_classes,
+                                         args.calibration_images), model_classes, args.calibration_split)
         calibration = predict_exit_logits(model, cal_split, args.batch_size)
     baselines = {}
     for spec in args.baseline or []:
@@ -233,8 +293,14 @@ def cmd_convert(args) -> int:
 
     model = _load_model(args.model)
     config = model.ravit_config
-    split = _load(args, args.calibration_split, config.image_size, config.num_classes, args.calibration_images)
-    images, labels = split.as_numpy()
+    model_classes = _class_names_of(args.model, config.num_classes)
+    split = _matched(args, _load(args, args.calibration_split, config.image_size, config.num_classes,
+                                 args.calibration_images), model_classes, args.calibration_split)
+    images, labels = _naming_bad_images(split, split.as_numpy)
+    if len(images) < MIN_CALIBRATION_IMAGES:
+        raise ValueError(
+            f"--calibration-images: {len(images)} labelled images cannot calibrate early-exit thresholds; "
+            f"give at least {MIN_CALIBRATION_IMAGES}.")
     print(f"Converting RAViT {config.layer_spec} to {args.mode} submodels: int8 ranges from "
           f"{min(args.quantization_images, len(images))} and thresholds from {len(images)} "
           f"{args.data} {args.calibration_split} images", flush=True)
@@ -302,12 +368,12 @@ def cmd_run(args) -> int:
     if args.per_image:
         from ravit_keras.prediction import PredictionWriter, from_classification
 
-        writer = PredictionWriter(args.per_image)
+        writer = PredictionWriter(args.per_image, "--per-image")
     sched = RAViTScheduler(args.model, num_threads=args.threads)
     _scheduler_thresholds(args, sched)
     m = sched.manifest
     shape = (m["image"]["height"], m["image"]["width"])
-    split = _load(args, args.split, shape, m["num_classes"], args.limit)
+    split = _matched(args, _load(args, args.split, shape, m["num_classes"], args.limit), sched.labels, args.split)
     if split.num_examples == 0:
         raise ValueError(f"The {args.split} split of {args.data} holds no images.")
     images, labels = _stream(split)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -49,13 +50,66 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yields a temporary folder that becomes ``path`` only if the block succeeds.
 
+    A lock file beside ``path`` (``.<name>.lock``) is held for the whole block, so a
+    second writer of the same folder fails at once instead of both "succeeding".
+
     Raises:
-        FileExistsError: if ``path`` exists and ``overwrite`` is False.
+        FileExistsError: if ``path`` exists and ``overwrite`` is False, or another
+            process is writing it (the lock is held).
+        NotADirectoryError: if ``path`` is a file.
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} is a file; the output must be a folder (give another path).")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it.")
     path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.with_name(f".{path.name}.lock")):
+        # Holding the lock, anything a killed writer left beside ``path`` is debris.
+        for debris in path.parent.glob(f".{glob.escape(path.name)}.*.partial"):
+            shutil.rmtree(debris, ignore_errors=True)
+        shutil.rmtree(path.with_name(f".{path.name}.old"), ignore_errors=True)
+        yield from _into_place(path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _locked(lock: Path) -> Iterator[None]:
+    for attempt in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                owner = int(lock.read_text().strip() or "0")
+            except (OSError, ValueError):
+                owner = 0
+            if attempt == 0 and owner and not _pid_alive(owner):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock)  # Left by a writer that was killed.
+                continue
+            raise FileExistsError(
+                f"{lock.with_name(lock.name[1:-5])} is being written by another process "
+                f"(pid {owner or 'unknown'}, lock {lock}); wait for it to finish.") from None
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.close(fd)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+
+
+def _into_place(path: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would survive the rename.
     try:

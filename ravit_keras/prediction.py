@@ -169,8 +169,8 @@ def check_output_path(path: str | os.PathLike, what: str = "--out") -> Path:
 class PredictionWriter:
     """Streams predictions into ``path`` (.csv or .json); the file appears complete or not at all."""
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = check_output_path(path)
+    def __init__(self, path: str | os.PathLike, what: str = "--out"):
+        self.path = check_output_path(path, what)
         self.count = 0
 
     def __enter__(self) -> "PredictionWriter":

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -150,14 +152,33 @@ def compile_ravit(
     return model
 
 
+class TrainingDivergedError(ValueError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class _FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras's BackupAndRestore that never backs up an epoch whose loss is not finite,
+    so a diverged run keeps the last good checkpoint to resume from."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            return
+        super().on_epoch_end(epoch, logs)
+
+
 def training_callbacks(out_dir: str | os.PathLike) -> list[keras.callbacks.Callback]:
-    """Checkpoint every epoch (resumable after a kill), CSV log, NaN guard."""
+    """Checkpoint every epoch (resumable after a kill), CSV log, NaN guard.
+
+    The checkpoint is not deleted when training ends: ``train`` removes it only
+    once the final model is safely in place, so a kill at any moment loses nothing.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return [
         # Weights + optimizer + epoch counter; double_checkpoint keeps the previous
         # backup, so a kill during the write still resumes from the epoch before.
-        keras.callbacks.BackupAndRestore(str(out_dir / BACKUP_DIR), double_checkpoint=True),
+        _FiniteBackupAndRestore(str(out_dir / BACKUP_DIR), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.CSVLogger(str(out_dir / LOG_FILE), append=True),
         keras.callbacks.TerminateOnNaN(),
     ]
@@ -176,6 +197,7 @@ def train(
     verbose: str | int = "auto",
     jit_compile: bool | None = None,
     class_names: Sequence[str] | None = None,
+    data_signature: dict[str, Any] | None = None,
 ) -> tuple[RAViT, dict[str, list[float]]]:
     """Trains a RAViT and writes ``out_dir/{config.json, log.csv, model.keras}``.
 
@@ -195,13 +217,21 @@ def train(
             (XLA cannot place a step across MirroredStrategy's logical CPUs).
         class_names: the labels' names, recorded in config.json so that the
             model's answers can be named later (``ravit predict``).
+        data_signature: what identifies the training data (source, size, classes);
+            a resumed run must be given the same.
+
+    Raises:
+        TrainingDivergedError: if the loss became NaN or infinite (the last good
+            epoch stays in ``out_dir/backup`` and no model is saved).
+        ValueError: if ``out_dir`` holds an unfinished run of another model, recipe
+            or dataset.
 
     Returns:
         The trained model and the history of this call's epochs.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_resume_compatible(out_dir, config, training)
+    _check_resume_compatible(out_dir, config, training, data_signature)
     keras.utils.set_random_seed(training.seed)
 
     steps = steps_per_epoch or training.steps_per_epoch or _cardinality(train_data)
@@ -228,6 +258,8 @@ def train(
     record = {"model": config.to_dict(), "training": dataclasses.asdict(training)}
     if class_names is not None:
         record["class_names"] = [str(n) for n in class_names]
+    if data_signature is not None:
+        record["data"] = data_signature
     atomic_write_json(out_dir / CONFIG_FILE, record)
     history = model.fit(
         train_data,
@@ -238,7 +270,16 @@ def train(
         verbose=verbose,
         shuffle=False,  # The tf.data pipeline shuffles (seeded); Keras would only warn.
     )
+    losses = history.history.get("loss", [])
+    if losses and not math.isfinite(float(losses[-1])):
+        kept = (f"{out_dir / BACKUP_DIR} keeps the last good epoch" if (out_dir / BACKUP_DIR).exists()
+                else "no epoch ended with a finite loss")
+        raise TrainingDivergedError(
+            f"The training loss became {losses[-1]} in epoch {len(losses)} of this run; nothing was "
+            f"saved as {MODEL_FILE} and {kept}. Lower the learning rate (--lr) and train in a new folder.")
     save_model(model, out_dir / MODEL_FILE)
+    # Only now is the checkpoint redundant: a kill before this line resumes from it.
+    shutil.rmtree(out_dir / BACKUP_DIR, ignore_errors=True)
     return model, history.history
 
 
@@ -260,7 +301,8 @@ def load_run_config(out_dir: str | os.PathLike) -> tuple[RAViTConfig, TrainingCo
     return RAViTConfig.from_dict(data["model"]), TrainingConfig(**data["training"])
 
 
-def _check_resume_compatible(out_dir: Path, config: RAViTConfig, training: TrainingConfig):
+def _check_resume_compatible(out_dir: Path, config: RAViTConfig, training: TrainingConfig,
+                             data_signature: dict[str, Any] | None = None):
     if not (out_dir / CONFIG_FILE).exists():
         return
     old_config, old_training = load_run_config(out_dir)
@@ -275,12 +317,20 @@ def _check_resume_compatible(out_dir: Path, config: RAViTConfig, training: Train
             f"{out_dir} holds a finished run ({out_dir / MODEL_FILE}); use a new output folder "
             "(or delete that one) to train again."
         )
-    fields = ("batch_size", "learning_rate", "weight_decay", "epochs", "warmup_epochs")
+    fields = ("batch_size", "learning_rate", "weight_decay", "epochs", "warmup_epochs", "seed",
+              "label_smoothing", "steps_per_epoch")
     changed = [f for f in fields if getattr(old_training, f) != getattr(training, f)]
     if changed:
         raise ValueError(
             f"{out_dir} holds an unfinished run with different {', '.join(changed)}; "
             "resume with the same settings or use a new output folder."
+        )
+    old_data = json.loads((out_dir / CONFIG_FILE).read_text()).get("data")
+    if data_signature is not None and old_data is not None and old_data != data_signature:
+        diff = sorted(k for k in set(old_data) | set(data_signature) if old_data.get(k) != data_signature.get(k))
+        raise ValueError(
+            f"{out_dir} holds an unfinished run on other data (different {', '.join(diff)}); resume "
+            "with the same --data and limits, or use a new output folder."
         )
 
 

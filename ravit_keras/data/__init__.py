@@ -19,7 +19,7 @@ normalises inside) and one label entry per exit.
 from ravit_keras._lazy import lazy_exports
 
 _EXPORTS = {
-    "DataSplit": "split", "SPLITS": "split",
+    "DataSplit": "split", "SPLITS": "split", "DatasetError": "split", "match_classes": "split",
     "load_split": "loading",
     "make_pipeline": "pipeline", "augment": "pipeline", "compute_channel_stats": "pipeline",
     "generated_class_names": "generated", "GENERATED_COARSE_CLASSES": "generated",

@@ -13,7 +13,7 @@ from ravit_keras.data.split import (
     split_from_files,
     take_classes,
 )
-from ravit_keras.images import image_size, list_images
+from ravit_keras.images import ImageError, image_size, list_images
 
 
 def _class_folders(root: Path) -> dict[str, list[str]]:
@@ -74,7 +74,10 @@ def _common_image_size(files) -> tuple[int, int] | None:
     """The (h, w) shared by all files (header reads only), or None if they vary."""
     sizes = set()
     for file in files:
-        sizes.add(image_size(file))
+        try:
+            sizes.add(image_size(file))
+        except ImageError:
+            continue  # Named when it is read (or left out with --skip-bad-images).
         if len(sizes) > 1:
             return None
     return sizes.pop() if sizes else None

@@ -18,6 +18,10 @@ from ravit_keras import images
 SPLITS = ("train", "test")
 
 
+class DatasetError(ValueError):
+    """A dataset that cannot be used as asked: bad layout, classes that do not match."""
+
+
 class DataSplit:
     """One split of an image classification dataset.
 
@@ -133,6 +137,51 @@ class DataSplit:
         """
         return DataSplit(self.dataset.cache(), self.num_examples, self.class_names, self.image_size,
                          source_size=self._source_size)
+
+    def find_unreadable(self, limit: int | None = None) -> list[tuple[str, str]]:
+        """``(file, reason)`` of image files Pillow cannot decode (up to ``limit``)."""
+        bad = []
+        for file in (self._files[0] if self._files is not None else []):
+            try:
+                images.read_image(file)
+            except images.ImageError as e:
+                bad.append((file, str(e)))
+                if limit is not None and len(bad) >= limit:
+                    break
+        return bad
+
+    def without_unreadable(self, warn=None) -> "DataSplit":
+        """This split without the image files that cannot be decoded (``warn`` names each)."""
+        if self._files is None:
+            return self
+        unreadable = self.find_unreadable()
+        if not unreadable:
+            return self
+        if warn is not None:
+            for _, reason in unreadable:
+                warn(reason)
+        bad = {f for f, _ in unreadable}
+        files, labels, jpeg_only = self._files
+        keep = [i for i, f in enumerate(files) if f not in bad]
+        if not keep:
+            raise DatasetError("No readable image is left in this split.")
+        return self._with(files=([files[i] for i in keep], np.asarray(labels)[keep], jpeg_only),
+                          num_examples=len(keep))
+
+    def relabelled(self, index: np.ndarray, class_names) -> "DataSplit":
+        """This split with label ``l`` replaced by ``index[l]`` and the given class names."""
+        index = np.asarray(index, np.int64)
+        if self._arrays is not None:
+            x, y = self._arrays
+            return self._with(arrays=(x, index[np.asarray(y, np.int64)]), class_names=class_names)
+        if self._files is not None:
+            files, labels, jpeg_only = self._files
+            return self._with(files=(files, index[np.asarray(labels, np.int64)], jpeg_only), class_names=class_names)
+        import tensorflow as tf
+
+        table = tf.constant(index.astype(np.int32))
+        dataset = self.dataset.map(lambda x, y: (x, tf.gather(table, tf.cast(y, tf.int32))))
+        return self._with(dataset=dataset, class_names=class_names)
 
     def iter_numpy(self, limit: int | None = None) -> Iterator[tuple[np.ndarray, int]]:
         """Yields ``(uint8 image [H, W, 3], label)`` one at a time, in the split's order.
@@ -283,3 +332,52 @@ def finish(split: DataSplit, image_size) -> DataSplit:
     if image_size is None or image_size == split.image_size:
         return split
     return split.resized(image_size)
+
+
+def _generic(names) -> bool:
+    """True for placeholder names (``class_<i>`` or digits): labels known by position only."""
+    return all(str(n) == f"class_{i}" or str(n) == str(i) for i, n in enumerate(names))
+
+
+def match_classes(split: DataSplit, model_classes, where: str = "the model") -> tuple[DataSplit, str | None]:
+    """Matches a split's labels to a model's classes by name.
+
+    Same names in the same order: the split as it is. The same names in another
+    order, or a subset of the model's classes (a class with no images here): the
+    labels are mapped by name and a note says so. Names the model does not know
+    are refused. Without real names on either side (``class_<i>`` or digits), the
+    class counts must agree.
+
+    Returns:
+        ``(split, note or None)``.
+
+    Raises:
+        DatasetError: listing the classes that differ.
+    """
+    model_classes = [str(n) for n in model_classes]
+    names = [str(n) for n in split.class_names]
+    if names == model_classes:
+        return split, None
+    if _generic(names):
+        if len(names) <= len(model_classes):
+            return split, None  # Labels without names: positions are all there is.
+        raise DatasetError(
+            f"The data's labels go up to {len(names) - 1}, but {where} has {len(model_classes)} classes.")
+    if _generic(model_classes):
+        if len(names) == len(model_classes):
+            return split, None
+        raise DatasetError(
+            f"The data has {len(names)} classes, {where} {len(model_classes)} (whose names are unknown).")
+    unknown = [n for n in names if n not in model_classes]
+    if unknown:
+        missing = [n for n in model_classes if n not in names]
+        raise DatasetError(
+            f"The data's classes do not match {where}'s: {len(unknown)} unknown to it "
+            f"({', '.join(unknown[:10])}{', ...' if len(unknown) > 10 else ''})"
+            + (f"; {len(missing)} of its classes missing here ({', '.join(missing[:10])}"
+               f"{', ...' if len(missing) > 10 else ''})" if missing else "") + ".")
+    index = np.array([model_classes.index(n) for n in names], np.int64)
+    missing = [n for n in model_classes if n not in names]
+    note = ("labels mapped to the model's classes by name"
+            + (f"; no images of {', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''}" if missing else ""))
+    return split.relabelled(index, model_classes), note

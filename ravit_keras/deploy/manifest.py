@@ -34,6 +34,10 @@ class ManifestError(ValueError):
     """A manifest that is malformed or does not match its submodels."""
 
 
+# What every runtime reads; the Android core checks the same keys.
+REQUIRED_KEYS = ("exits", "labels", "num_classes", "image", "full_model_macs", "default_thresholds")
+
+
 def load_manifest(folder: str | Path, verify_checksums: bool = True) -> dict[str, Any]:
     """Reads and validates ``folder/manifest.json`` against the files beside it.
 
@@ -47,18 +51,38 @@ def load_manifest(folder: str | Path, verify_checksums: bool = True) -> dict[str
     if not path.exists():
         raise FileNotFoundError(f"No {MANIFEST_FILE} in {folder}: not a converted RAViT folder.")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ManifestError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{path} holds a JSON {type(manifest).__name__}, not an object.")
     if manifest.get("format") != MANIFEST_FORMAT:
         raise ManifestError(f"{path} is not a {MANIFEST_FORMAT} manifest (format={manifest.get('format')!r}).")
-    if manifest.get("format_version") != MANIFEST_VERSION:
+    version = manifest.get("format_version")
+    if type(version) is not int or version != MANIFEST_VERSION:
         raise ManifestError(
-            f"{path} has format_version {manifest.get('format_version')}; this runtime reads {MANIFEST_VERSION}."
+            f"{path} has format_version {version!r} ({type(version).__name__}); this runtime reads "
+            f"the integer {MANIFEST_VERSION}."
         )
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise ManifestError(f"{path} has no {', '.join(repr(k) for k in missing)}.")
+    try:
+        return _validate(manifest, folder, path, verify_checksums)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as e:
+        if isinstance(e, ManifestError):
+            raise
+        # A field of the wrong type deep inside: name it rather than crash.
+        raise ManifestError(f"{path} is malformed ({type(e).__name__}: {e}).") from None
+
+
+def _validate(manifest: dict[str, Any], folder: Path, path: Path, verify_checksums: bool) -> dict[str, Any]:
     exits = manifest.get("exits")
-    if not exits:
+    if not exits or not isinstance(exits, list):
         raise ManifestError(f"{path} lists no exits.")
+    image = manifest["image"]
+    if not isinstance(image, dict) or not all(isinstance(image.get(k), int) for k in ("height", "width")):
+        raise ManifestError(f"{path}: 'image' must give the integer height and width, got {image!r}.")
     labels = manifest.get("labels", [])
     if len(labels) != manifest.get("num_classes"):
         raise ManifestError(f"{path}: {len(labels)} labels for num_classes={manifest.get('num_classes')}.")

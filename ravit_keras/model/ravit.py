@@ -186,7 +186,16 @@ def load_ravit(path: str) -> RAViT:
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model file at {path}.")
-    model = keras.saving.load_model(path, compile=False)
+    import zipfile
+
+    if str(path).endswith(".keras") and not zipfile.is_zipfile(path):
+        # Keras would say "file not found" for a file that is only damaged.
+        raise ValueError(f"{path} is not a readable .keras model file: not a complete zip archive "
+                         "(truncated, or another format).")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as e:  # zipfile, h5py and Keras raise many types for a damaged file.
+        raise ValueError(f"{path} is not a readable .keras model file ({type(e).__name__}: {e}).") from None
     if not isinstance(model, RAViT):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a RAViT model.")
     return model

@@ -83,7 +83,7 @@ def test_missing_submodel(int8_copy):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m.__setitem__("format", "something-else"), "is not a ravit-tflite manifest"),
-    (lambda m: m.__setitem__("format_version", 2), "format_version 2; this runtime reads 1"),
+    (lambda m: m.__setitem__("format_version", 2), r"format_version 2 \(int\); this runtime reads the integer 1"),
     (lambda m: m.pop("format_version"), "format_version None"),
     (lambda m: m.__setitem__("exits", []), "lists no exits"),
     (lambda m: m.__setitem__("labels", m["labels"][:3]), "3 labels for num_classes=10"),
