@@ -95,7 +95,10 @@ def _add_calibration_args(p: argparse.ArgumentParser, default_images: int) -> No
     g = p.add_argument_group("calibration")
     g.add_argument("--calibration-images", type=_positive_int, default=default_images,
                    help="labelled images the early-exit thresholds are calibrated on")
-    g.add_argument("--calibration-split", default="train", help="split they are taken from")
+    g.add_argument("--calibration-split", default="auto", choices=("auto", "calibration", "train", "test"),
+                   help="split they are taken from. auto: the training images `ravit train` held out "
+                        "(--calibration-holdout), which the model never saw; without that record, the "
+                        "training split, with a note that this is optimistic")
 
 
 def _add_progress(p: argparse.ArgumentParser, choices=("auto", "bar", "none")) -> None:
@@ -104,18 +107,54 @@ def _add_progress(p: argparse.ArgumentParser, choices=("auto", "bar", "none")) -
                         + ("one line per epoch otherwise" if "epoch" in choices else "nothing otherwise"))
 
 
-def _load(args, split: str, image_size, num_classes: int, limit: int | None):
+def _load(args, split: str, image_size, num_classes: int, limit: int | None,
+          calibration_fraction: float = 0.0, seed: int = 0):
     from ravit_keras.data import load_split
 
     loaded = load_split(
         args.data, split, data_dir=args.data_dir, image_size=image_size,
         holdout_fraction=args.holdout_fraction, num_examples=limit,
         num_classes=num_classes if args.data == "generated" else None,
+        calibration_fraction=calibration_fraction, seed=seed,
     )
     if getattr(args, "skip_bad_images", False):
         loaded = loaded.without_unreadable(
             lambda reason: print(f"ravit {args.command}: warning: skipped: {reason}", file=sys.stderr))
     return loaded
+
+
+def _run_record(model_path: str) -> dict:
+    """The run folder's config.json beside a trained model ({} when there is none)."""
+    p = Path(model_path)
+    try:
+        record = json.loads(((p if p.is_dir() else p.parent) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _load_calibration(args, config, model_classes):
+    """The labelled images thresholds are calibrated on, and where they come from."""
+    record = _run_record(args.model)
+    fraction = float((record.get("data") or {}).get("calibration_holdout") or 0.0)
+    seed = int((record.get("training") or {}).get("seed") or 0)
+    split = args.calibration_split
+    if split == "auto":
+        split = "calibration" if fraction > 0 else "train"
+        if split == "train":
+            print("note: the model records no calibration holdout (ravit train --calibration-holdout); "
+                  "thresholds are calibrated on training images, which is optimistic "
+                  "(--calibration-split test uses the test split)", flush=True)
+    if split == "calibration" and fraction <= 0:
+        raise ValueError(f"--calibration-split calibration: {args.model} records no calibration holdout "
+                         "(train with --calibration-holdout, or pass --calibration-split test).")
+    drawn = (record.get("data") or {}).get("generated_images") if args.data == "generated" else None
+    loaded = _load(args, split, config.image_size, config.num_classes, drawn or args.calibration_images,
+                   calibration_fraction=fraction if split in ("calibration", "train") else 0.0, seed=seed)
+    loaded = loaded.take(args.calibration_images)
+    where = {"calibration": f"held-out training images never trained on ({fraction:g} of each class)",
+             "train": "training images", "test": "test images"}[split]
+    return _matched(args, loaded, model_classes, split), where
 
 
 def _naming_bad_images(split, work):
@@ -198,7 +237,8 @@ def cmd_train(args) -> int:
     # tf.data's seeded shuffle and augmentation combine their seed with TF's global
     # seed: fixing it here makes a run depend on --seed alone.
     keras.utils.set_random_seed(args.seed)
-    train_split = _load(args, "train", config.image_size, args.num_classes or config.num_classes, args.limit_train)
+    train_split = _load(args, "train", config.image_size, args.num_classes or config.num_classes, args.limit_train,
+                        calibration_fraction=args.calibration_holdout, seed=args.seed)
     if train_split.num_examples == 0:
         raise ValueError(f"The train split of {args.data} holds no images.")
     if train_split.num_classes != config.num_classes:
@@ -219,7 +259,11 @@ def cmd_train(args) -> int:
     if fit_verbose == "auto":
         fit_verbose = 1 if sys.stdout.isatty() else 2
     signature = {"source": str(args.data), "num_examples": train_split.num_examples,
-                 "class_names": list(train_split.class_names), "holdout_fraction": args.holdout_fraction}
+                 "class_names": list(train_split.class_names), "holdout_fraction": args.holdout_fraction,
+                 "calibration_holdout": args.calibration_holdout}
+    if args.data == "generated":
+        # The generated set depends on how many images are drawn: the holdout is of these.
+        signature["generated_images"] = args.limit_train or 2000
     _naming_bad_images(train_split, lambda: train(
         config, train_ds, args.out, training, val_ds, strategy=strategy, verbose=fit_verbose,
         class_names=train_split.class_names, data_signature=signature))
@@ -257,10 +301,9 @@ def cmd_eval(args) -> int:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         check_writable_file(Path(args.out) / "report.json", "--out")
     logits, labels = _naming_bad_images(split, lambda: predict_exit_logits(model, split, args.batch_size))
-    calibration = None
+    calibration, cal_where = None, None
     if args.mac_budget is not None or args.max_accuracy_drop is not None:
-        cal_split = _matched(args, _load(args, args.calibration_split, config.image_size, config.num_classes,
-                                         args.calibration_images), model_classes, args.calibration_split)
+        cal_split, cal_where = _load_calibration(args, config, model_classes)
         calibration = predict_exit_logits(model, cal_split, args.batch_size)
     baselines = {}
     for spec in args.baseline or []:
@@ -275,6 +318,7 @@ def cmd_eval(args) -> int:
         config, logits, labels, thresholds=args.thresholds, calibration=calibration,
         mac_budget=args.mac_budget, max_accuracy_drop=args.max_accuracy_drop,
         baselines=baselines or None, class_names=split.class_names, out_dir=args.out,
+        calibration_source=cal_where,
     )
     if baselines:
         report["baselines"] = {k: {"mflops": m, "accuracy": a} for k, (m, a) in baselines.items()}
@@ -294,8 +338,7 @@ def cmd_convert(args) -> int:
     model = _load_model(args.model)
     config = model.ravit_config
     model_classes = _class_names_of(args.model, config.num_classes)
-    split = _matched(args, _load(args, args.calibration_split, config.image_size, config.num_classes,
-                                 args.calibration_images), model_classes, args.calibration_split)
+    split, cal_where = _load_calibration(args, config, model_classes)
     images, labels = _naming_bad_images(split, split.as_numpy)
     if len(images) < MIN_CALIBRATION_IMAGES:
         raise ValueError(
@@ -303,14 +346,16 @@ def cmd_convert(args) -> int:
             f"give at least {MIN_CALIBRATION_IMAGES}.")
     print(f"Converting RAViT {config.layer_spec} to {args.mode} submodels: int8 ranges from "
           f"{min(args.quantization_images, len(images))} and thresholds from {len(images)} "
-          f"{args.data} {args.calibration_split} images", flush=True)
+          f"{args.data} {cal_where}", flush=True)
     options = ConversionOptions(num_calibration=args.quantization_images)
     if args.mode == "auto":
         manifest = convert_fastest(model, args.out, images, labels, class_names=split.class_names,
+                                   calibration_source=cal_where,
                                    options=options, overwrite=args.overwrite)
     else:
         options.mode = args.mode
         manifest = convert(model, args.out, images, labels, class_names=split.class_names,
+                           calibration_source=cal_where,
                            options=options, overwrite=args.overwrite)
     print(f"Wrote {len(manifest['exits'])} {manifest['quantization']} submodels and manifest.json to "
           f"{args.out}; default thresholds {_thresholds_text(manifest['default_thresholds'])}")
@@ -514,7 +559,7 @@ def cmd_bench(args) -> int:
     config = model.ravit_config
     test = _load(args, args.split, config.image_size, config.num_classes, args.limit)
     images, labels = test.as_numpy()
-    cal = _load(args, args.calibration_split, config.image_size, config.num_classes, args.calibration_images)
+    cal, _ = _load_calibration(args, config, _class_names_of(args.model, config.num_classes))
     cal_images, cal_labels = cal.as_numpy()
     quiet = lambda msg: None  # noqa: E731
     result = run_benchmark(model, baseline, images, labels, cal_images, cal_labels, args.out,
@@ -536,7 +581,7 @@ def cmd_demo(args) -> int:
         return rc
     rc = main(["eval", "--model", str(out / "train"), "--data", "generated", "--split", "test",
                "--limit", str(args.test_images), "--mac-budget", str(args.mac_budget_fraction),
-               "--calibration-split", "train", "--calibration-images", str(args.test_images),
+               "--calibration-images", str(args.test_images),
                "--out", str(out / "eval")])
     if rc:
         return rc
@@ -591,6 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-train", type=_positive_int, help="use only the first N training images")
     p.add_argument("--limit-test", type=_positive_int, help="use only the first N test images")
     p.add_argument("--validate", action="store_true", help="evaluate on the test split after each epoch")
+    p.add_argument("--calibration-holdout", type=float, default=0.05,
+                   help="share of each class's training images kept out of training, on which eval and "
+                        "convert calibrate the early-exit thresholds (0: none)")
     p.add_argument("--devices", type=_positive_int, default=1, help="train with MirroredStrategy on N devices")
     _add_progress(p, ("auto", "bar", "epoch", "none"))
     p.set_defaults(func=cmd_train)

@@ -57,6 +57,7 @@ def evaluate_logits(
     baselines: Mapping[str, tuple[float, float]] | None = None,
     class_names: Sequence[str] | None = None,
     out_dir: str | os.PathLike | None = None,
+    calibration_source: str | None = None,
 ) -> dict[str, Any]:
     """All early-exit figures of one model from its exit logits.
 
@@ -73,6 +74,7 @@ def evaluate_logits(
             figures, which are computed at the operating point the report states
             (``operating_point``: the given thresholds, else the calibrated ones,
             else no early exit).
+        calibration_source: what the calibration split is (stated in the report).
         out_dir: if given, writes report.json, sweep.csv, sweep.json,
             accuracy_vs_mflops.png, exit_histogram.png, per_class.png and
             confusion_matrix.png there.
@@ -107,6 +109,7 @@ def evaluate_logits(
             "thresholds": chosen["thresholds"],
             "mac_budget": mac_budget,
             "max_accuracy_drop": max_accuracy_drop,
+            "calibrated_on": f"{len(cal_labels)} {calibration_source or 'calibration images'}",
             "on_calibration_split": chosen["calibration"],
             "on_evaluation_split": exits.evaluate_exits(
                 exit_logits, labels, chosen["thresholds"], exit_macs
@@ -180,7 +183,8 @@ def format_report(report: Mapping[str, Any]) -> str:
         e = c["on_evaluation_split"]
         lines.append(
             f"calibrated thresholds {[round(t, 4) for t in c['thresholds']]}: "
-            f"accuracy {100 * e['accuracy']:.2f}%, {e['avg_mflops']:.2f} MFLOPs on the evaluation split"
+            f"accuracy {100 * e['accuracy']:.2f}%, {e['avg_mflops']:.2f} MFLOPs on the evaluation split "
+            f"(calibrated on {c['calibrated_on']})"
         )
     if "per_class" in report:
         lines.append(f"{exits.format_per_class(report['per_class'])}\n"

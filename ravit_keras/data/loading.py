@@ -10,7 +10,7 @@ from ravit_keras.data.cifar10 import find_cifar10, load_cifar10
 from ravit_keras.data.generated import load_generated
 from ravit_keras.data.image_folder import find_image_folder, load_image_folder
 from ravit_keras.data.npz import load_npz
-from ravit_keras.data.split import SPLITS, DataSplit, normalize_image_size
+from ravit_keras.data.split import CALIBRATION, SPLITS, DataSplit, normalize_image_size
 from ravit_keras.data.tiny_imagenet import find_tiny_imagenet, load_tiny_imagenet
 
 _SUPPORTED_SOURCES = """Supported sources:
@@ -27,6 +27,73 @@ _SUPPORTED_SOURCES = """Supported sources:
 
 
 def load_split(
+    source: str,
+    split: str = "train",
+    *,
+    data_dir: str | None = None,
+    image_size: tuple[int, int] | int | None = None,
+    holdout_fraction: float = 0.1,
+    seed: int = 0,
+    num_examples: int | None = None,
+    num_classes: int | None = None,
+    calibration_fraction: float = 0.0,
+) -> DataSplit:
+    """Loads one split of an image classification dataset.
+
+    Folder sources (Tiny ImageNet, image folders) are listed in a seeded random
+    order, so that the first `num_examples` are a random sample and a finite
+    shuffle buffer mixes classes. When such a source has no test images (e.g.
+    Tiny ImageNet without `val/`, or a plain class-folder tree), "test" is a
+    seeded, stratified holdout of `holdout_fraction` of each class and "train"
+    is the rest; the same `seed` gives the same, disjoint pair.
+
+    Args:
+        source: `"generated"`, `"tfds:NAME"`, or a path (see module docstring).
+        split: `"train"`, `"test"` or `"calibration"`. For tfds datasets with no
+            "test" split (e.g. imagenet2012), "test" reads "validation". With
+            `calibration_fraction` f > 0, "calibration" is a seeded, stratified f of
+            each class of the training images and "train" is the rest: thresholds
+            calibrated on images the training never saw.
+        data_dir: folder of prepared tfds datasets (tfds sources only).
+        image_size: int or `(height, width)`; images are resized to it when
+            they differ. Required for a fixed size when images vary.
+        holdout_fraction: float in (0, 1), share of each class held out as
+            "test" when the source has no test images.
+        seed: int, seeds generation, holdouts and folder order.
+        num_examples: optional int; keeps the first N examples (for
+            "generated", the number to generate; default 2000 train, 500 test).
+        calibration_fraction: float in [0, 1), see `split`.
+        num_classes: optional int; for "generated" the number of classes (2 to
+            10, default 10); for files, keeps only the first `num_classes`
+            classes (labels below it).
+
+    Returns:
+        A `DataSplit`.
+
+    Raises:
+        FileNotFoundError: for a missing path, or a tfds dataset not prepared.
+        ValueError: for a bad argument, unknown layout or malformed file.
+    """
+    if split == CALIBRATION and not calibration_fraction:
+        raise ValueError("split 'calibration' needs calibration_fraction > 0 (the share of the training "
+                         "images held out for it).")
+    if calibration_fraction and split in ("train", CALIBRATION):
+        if not 0.0 < calibration_fraction < 1.0:
+            raise ValueError(f"calibration_fraction must be in [0, 1), got {calibration_fraction}.")
+        generated = os.fspath(source) == "generated"
+        # The holdout is carved from the whole training split, so that any limit keeps
+        # the two apart (the generated set is as many images as asked for).
+        full = _load_source(source, "train", data_dir=data_dir, image_size=image_size,
+                            holdout_fraction=holdout_fraction, seed=seed,
+                            num_examples=num_examples if generated else None, num_classes=num_classes)
+        carved = full.carved(calibration_fraction, seed, keep=split)
+        return carved if generated else carved.take(num_examples)
+    return _load_source(source, split, data_dir=data_dir, image_size=image_size,
+                        holdout_fraction=holdout_fraction, seed=seed, num_examples=num_examples,
+                        num_classes=num_classes)
+
+
+def _load_source(
     source: str,
     split: str = "train",
     *,
@@ -70,7 +137,7 @@ def load_split(
         ValueError: for a bad argument, unknown layout or malformed file.
     """
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+        raise ValueError(f"split must be one of {(*SPLITS, CALIBRATION)}, got {split!r}.")
     size = None if image_size is None else normalize_image_size(image_size)
     if not 0.0 < holdout_fraction < 1.0:
         raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}.")

@@ -16,6 +16,7 @@ import numpy as np
 from ravit_keras import images
 
 SPLITS = ("train", "test")
+CALIBRATION = "calibration"  # The held-out part of "train" that thresholds are calibrated on.
 
 
 class DatasetError(ValueError):
@@ -168,6 +169,35 @@ class DataSplit:
         return self._with(files=([files[i] for i in keep], np.asarray(labels)[keep], jpeg_only),
                           num_examples=len(keep))
 
+    def carved(self, fraction: float, seed: int, keep: str) -> "DataSplit":
+        """A seeded, stratified ``fraction`` of each class (``keep="calibration"``) or
+        the rest (``keep="train"``): a calibration split the training never sees."""
+        if self._arrays is None and self._files is None:
+            raise DatasetError("A calibration holdout needs a dataset read from arrays or files, "
+                               "not a tf.data pipeline (tfds); pass --calibration-split test.")
+        labels = np.asarray(self._arrays[1] if self._arrays is not None else self._files[1], np.int64)
+        index = np.arange(len(labels))
+        which = "test" if keep == "calibration" else "train"
+        chosen, _ = holdout(index, labels, which, fraction, seed, salt=0x43414C)
+        chosen = np.sort(chosen)
+        return self._subset(chosen)
+
+    def take(self, n: int | None) -> "DataSplit":
+        """The first ``n`` examples (all when ``n`` is None)."""
+        if n is None or n >= self.num_examples:
+            return self
+        if self._arrays is None and self._files is None:
+            return self._with(dataset=self.dataset.take(n), num_examples=n)
+        return self._subset(np.arange(n))
+
+    def _subset(self, index: np.ndarray) -> "DataSplit":
+        if self._arrays is not None:
+            x, y = self._arrays
+            return self._with(arrays=(x[index], np.asarray(y)[index]), num_examples=len(index))
+        files, labels, jpeg_only = self._files
+        return self._with(files=([files[i] for i in index], np.asarray(labels)[index], jpeg_only),
+                          num_examples=len(index))
+
     def relabelled(self, index: np.ndarray, class_names) -> "DataSplit":
         """This split with label ``l`` replaced by ``index[l]`` and the given class names."""
         index = np.asarray(index, np.int64)
@@ -270,15 +300,18 @@ def take_classes(class_names: list[str], num_classes: int | None) -> list[str]:
     return list(class_names)[:num_classes]
 
 
-def holdout(files, labels, split, fraction, seed):
-    """Seeded stratified split: `fraction` of each class is "test", the rest "train"."""
+def holdout(files, labels, split, fraction, seed, salt: int = 0x484F):
+    """Seeded stratified split: `fraction` of each class is "test", the rest "train".
+
+    ``salt`` keeps different holdouts (test, calibration) independent of each other.
+    """
     is_test = np.zeros(len(labels), dtype=bool)
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         k = int(round(len(idx) * fraction))
         k = min(max(k, 1), len(idx) - 1) if len(idx) > 1 else 0
         # A per-class stream keeps each class's holdout independent of the others.
-        rng = np.random.default_rng([int(seed), int(c), 0x484F])
+        rng = np.random.default_rng([int(seed), int(c), salt])
         is_test[rng.permutation(idx)[:k]] = True
     keep = is_test if split == "test" else ~is_test
     return files[keep], labels[keep]

@@ -164,6 +164,7 @@ def convert(
     options: ConversionOptions = ConversionOptions(),
     overwrite: bool = False,
     progress: Callable[[str], None] | None = print,
+    calibration_source: str = "calibration images",
 ) -> dict[str, Any]:
     """Converts a trained ``RAViT`` into submodels + manifest in ``out_dir``.
 
@@ -174,6 +175,8 @@ def convert(
             ``options.num_calibration`` calibrate the int8 ranges; all of them (with
             ``calibration_labels``) calibrate the early-exit thresholds.
         class_names: labels written to labels.txt (default "class_<i>").
+        calibration_source: what the calibration images are, recorded in the
+            manifest (``thresholds_calibrated_on``), e.g. "held-out training images".
 
     Returns:
         The manifest (also written as ``out_dir/manifest.json``).
@@ -259,7 +262,7 @@ def convert(
                                               exit_macs=[e["cumulative_macs"] for e in exits],
                                               full_macs=manifest["full_model_macs"]))
             manifest["thresholds_calibrated_on"] = (
-                f"{len(images)} calibration images, logits of these {options.mode} submodels")
+                f"{len(images)} {calibration_source}, logits of these {options.mode} submodels")
             (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         load_manifest(tmp)  # Validates what was just written.
     return manifest

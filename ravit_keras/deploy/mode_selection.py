@@ -33,6 +33,7 @@ def convert_fastest(
     options: ConversionOptions = ConversionOptions(),
     overwrite: bool = False,
     progress: Callable[[str], None] | None = print,
+    calibration_source: str = "calibration images",
 ) -> dict[str, Any]:
     """Converts in every candidate mode and keeps the fastest one that stays accurate.
 
@@ -53,6 +54,7 @@ def convert_fastest(
         for mode in candidates:
             folder = tmp / mode
             convert(model, folder, calibration_images, calibration_labels, class_names=class_names,
+                    calibration_source=calibration_source,
                     options=dataclasses.replace(options, mode=mode), progress=progress)
             manifest = json.loads((folder / MANIFEST_FILE).read_text())
             sched = RAViTScheduler(folder)

@@ -101,3 +101,45 @@ def test_cached_split_keeps_content_and_order(tmp_path):
         cx, cy = cached.as_numpy()
         np.testing.assert_array_equal(cx, x)
         np.testing.assert_array_equal(cy, y)
+
+
+# The calibration holdout -----------------------------------------------------------------------
+
+
+def _pixels(split):
+    return {x.tobytes() for x, _ in split.iter_numpy()}
+
+
+@pytest.mark.parametrize("source", ["generated", "npz", "folder"])
+def test_calibration_holdout_is_disjoint_stratified_and_stable(source, tmp_path):
+    from ravit_keras.data import load_split
+
+    if source == "npz":
+        rng = np.random.default_rng(0)
+        np.savez(tmp_path / "d.npz", x_train=rng.integers(0, 256, (200, 8, 8, 3), dtype=np.uint8),
+                 y_train=np.arange(200) % 4, x_test=np.zeros((4, 8, 8, 3), np.uint8), y_test=np.arange(4))
+        source = tmp_path / "d.npz"
+    elif source == "folder":
+        rng = np.random.default_rng(1)
+        for c in "abcd":
+            (tmp_path / "f" / c).mkdir(parents=True)
+            for k in range(25):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "f" / c / f"{k}.png")
+        source = tmp_path / "f"
+    kw = dict(calibration_fraction=0.2, num_examples=200 if source == "generated" else None)
+    train = load_split(source, "train", **kw)
+    calibration = load_split(source, "calibration", **kw)
+    assert not _pixels(train) & _pixels(calibration)
+    counts = np.bincount([y for _, y in calibration.iter_numpy()])
+    assert counts.min() == counts.max() > 0  # The same share of every class.
+    assert _pixels(load_split(source, "calibration", **kw)) == _pixels(calibration)
+    if source != "generated":  # A limit takes from each side, never across.
+        limited = load_split(source, "train", calibration_fraction=0.2, num_examples=30)
+        assert _pixels(limited) <= _pixels(train)
+
+
+def test_calibration_split_needs_a_fraction():
+    from ravit_keras.data import load_split
+
+    with pytest.raises(ValueError, match="calibration_fraction"):
+        load_split("generated", "calibration")
