@@ -63,6 +63,9 @@ def _add_model_args(p: argparse.ArgumentParser, default_config: str = "cifar10")
     g.add_argument("--num-classes", type=_positive_int, help="classes of the exit heads (default: the preset's)")
     g.add_argument("--dropout", type=float, help="dropout rate (default: the preset's)")
     g.add_argument("--exit-weights", type=_floats, help="per-exit loss weights, e.g. 0.3,0.7 (default: the preset's)")
+    g.add_argument("--mlp-layers",
+                   help="per branch, how many leading layers are attention-free MLP blocks (LIT), e.g. 0-1 "
+                        "with --layers 1-3; a branch's last layer keeps attention (default: none)")
 
 
 def _config_from_args(args):
@@ -72,7 +75,7 @@ def _config_from_args(args):
         k: v for k, v in dict(
             scale=args.scale, hidden_dim=args.hidden_dim, mlp_dim=args.mlp_dim,
             num_heads=args.num_heads, num_classes=args.num_classes, dropout=args.dropout,
-            exit_weights=args.exit_weights,
+            exit_weights=args.exit_weights, mlp_layers=args.mlp_layers,
         ).items() if v is not None
     }
     return get_config(args.config, layers=args.layers, **overrides)
@@ -230,7 +233,7 @@ def cmd_train(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
         label_smoothing=args.label_smoothing, seed=args.seed,
-        steps_per_epoch=args.steps_per_epoch,
+        steps_per_epoch=args.steps_per_epoch, dtype_policy=args.dtype_policy, xla=args.xla,
     )
     import keras
 
@@ -636,6 +639,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-train", type=_positive_int, help="use only the first N training images")
     p.add_argument("--limit-test", type=_positive_int, help="use only the first N test images")
     p.add_argument("--validate", action="store_true", help="evaluate on the test split after each epoch")
+    p.add_argument("--dtype-policy", default="float32", choices=("float32", "mixed_bfloat16"),
+                   help="compute precision of training (weights stay float32; the saved model is float32)")
+    p.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
+                   help="XLA-compile the training step; auto: on for float32, off for mixed_bfloat16 "
+                        "(faster so on the CPUs measured, see BENCHMARKS.md)")
     p.add_argument("--calibration-holdout", type=float, default=0.05,
                    help="share of each class's training images kept out of training, on which eval and "
                         "convert calibrate the early-exit thresholds (0: none)")

@@ -74,6 +74,11 @@ class RAViTConfig:
         mean, std: per-channel normalisation of pixels in [0, 1]; the model
             takes raw pixels in [0, 255] and normalises inside.
         layer_norm_epsilon: float, default 1e-6.
+        mlp_layers: optional tuple of ints (or an ``"a-b"`` string), one per branch:
+            how many of the branch's LEADING layers are attention-free MLP blocks
+            (LIT, "Less is More: Pay Less Attention in Vision Transformers"). A
+            branch's last layer always keeps attention, so its CLS token still
+            gathers the image: ``0 <= mlp_layers[i] < layers[i]``. ``None``: none.
         branch_sizes: optional tuple of ints, one square side per branch, that
             overrides ``scale`` (the paper's ImageNet branches are 64, 128, 224,
             which no single factor gives). The last must equal the image size.
@@ -95,6 +100,7 @@ class RAViTConfig:
     layer_norm_epsilon: float = 1e-6
     branch_sizes: tuple[int, ...] | None = None
     name: str = "custom"
+    mlp_layers: tuple[int, ...] | None = None
 
     def __post_init__(self):
         size = self.image_size
@@ -111,6 +117,9 @@ class RAViTConfig:
             )
         if self.branch_sizes is not None:
             object.__setattr__(self, "branch_sizes", tuple(int(s) for s in self.branch_sizes))
+        if self.mlp_layers is not None:
+            mlp = parse_layers(self.mlp_layers)
+            object.__setattr__(self, "mlp_layers", None if not any(mlp) else mlp)
         self._validate()
 
     def _validate(self):
@@ -167,6 +176,16 @@ class RAViTConfig:
                     f"branch_sizes needs a square image whose side {self.image_size} equals "
                     f"the last branch size {self.branch_sizes[-1]}."
                 )
+        if self.mlp_layers is not None:
+            if len(self.mlp_layers) != self.num_branches:
+                raise ValueError(
+                    f"mlp_layers {format_layers(self.mlp_layers)!r} has {len(self.mlp_layers)} entries but "
+                    f"layers {self.layer_spec!r} has {self.num_branches} branches.")
+            for i, (m, n) in enumerate(zip(self.mlp_layers, self.layers)):
+                if m and m >= n:
+                    raise ValueError(
+                        f"Branch {i + 1} has {n} layers, so at most {max(n - 1, 0)} attention-free ones "
+                        f"(its last layer keeps attention), got mlp_layers {format_layers(self.mlp_layers)!r}.")
         sizes = self.branch_image_sizes
         for i, (bh, bw) in enumerate(sizes[:-1]):
             nh, nw = sizes[i + 1]
@@ -249,6 +268,11 @@ class RAViTConfig:
         for key in ("mean", "std", "exit_weights", "branch_sizes"):
             if d[key] is not None:
                 d[key] = list(d[key])
+        # Left out when unused, so configs and manifests of attention-only models stay as they were.
+        if self.mlp_layers is None:
+            d.pop("mlp_layers")
+        else:
+            d["mlp_layers"] = format_layers(self.mlp_layers)
         return d
 
     @classmethod

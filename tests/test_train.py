@@ -458,3 +458,26 @@ def test_cli_train_on_two_devices(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert [int(r["epoch"]) for r in _log_rows(out / LOG_FILE)] == [0]
     assert load_ravit(str(out / MODEL_FILE)).ravit_config == get_config("tiny", layers="0-1")
+
+
+def test_mixed_bfloat16_training_saves_a_float32_model(tmp_path):
+    import ravit_keras.train as T
+
+    import keras
+
+    from ravit_keras.config import get_config
+    from ravit_keras.data import load_split, make_pipeline
+    from ravit_keras.model import load_ravit
+
+    config = get_config("tiny", layers="1-2")
+    ds = make_pipeline(load_split("generated", "train", num_examples=64), config, 32, training=True)
+    recipe = T.TrainingConfig(epochs=1, batch_size=32, dtype_policy="mixed_bfloat16")
+    model, _ = T.train(config, ds, tmp_path / "run", recipe, verbose=0)
+    assert keras.config.dtype_policy().name == "float32"  # The global policy is restored.
+    saved = load_ravit(str(tmp_path / "run" / T.MODEL_FILE))
+    assert {layer.dtype_policy.name for b in saved.branch_models() for layer in b.layers} == {"float32"}
+    np.testing.assert_allclose(
+        [np.asarray(w) for w in saved.get_weights()][0], np.asarray(model.get_weights()[0]))
+    assert json.loads((tmp_path / "run" / T.CONFIG_FILE).read_text())["training"]["dtype_policy"] == "mixed_bfloat16"
+    with pytest.raises(ValueError, match="dtype_policy"):
+        T.TrainingConfig(dtype_policy="float16")

@@ -14,7 +14,7 @@ _EXPORTS = {
     "RAViT": "ravit", "build_ravit": "ravit", "build_branch_model": "ravit",
     "branch_model_name": "ravit", "load_ravit": "ravit", "count_params": "ravit",
     "PatchEmbedding": "layers", "ClassToken": "layers", "PositionEmbedding": "layers",
-    "LayerNorm": "layers", "TransformerEncoderBlock": "layers", "ClassTokenSlice": "layers",
+    "LayerNorm": "layers", "MLPBlock": "layers", "TransformerEncoderBlock": "layers", "ClassTokenSlice": "layers",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -17,15 +17,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ravit_keras.config import RAViTConfig
+from ravit_keras.config import RAViTConfig, format_layers
 
 
-def layer_macs(num_tokens: int, hidden_dim: int, mlp_dim: int) -> int:
-    """MACs of one transformer layer: ``2·n²·d + 4·n·d² + 2·n·d·h``."""
+def layer_macs(num_tokens: int, hidden_dim: int, mlp_dim: int, attention: bool = True) -> int:
+    """MACs of one transformer layer: ``2·n²·d + 4·n·d² + 2·n·d·h``; of an
+    attention-free MLP block (LIT): ``2·n·d·h``."""
     for name, value in (("num_tokens", num_tokens), ("hidden_dim", hidden_dim), ("mlp_dim", mlp_dim)):
         if int(value) != value or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     n, d, h = int(num_tokens), int(hidden_dim), int(mlp_dim)
+    if not attention:
+        return 2 * n * d * h
     return 2 * n * n * d + 4 * n * d * d + 2 * n * d * h
 
 
@@ -33,8 +36,9 @@ def layer_macs(num_tokens: int, hidden_dim: int, mlp_dim: int) -> int:
 class BranchCost:
     """Cost of one branch (0-based ``branch``); a skipped branch has ``layers == 0``.
 
-    ``macs_per_layer`` is what one layer would cost at this branch's token count,
-    even for a skipped branch; ``macs``, ``patch_embedding_macs`` and ``head_macs``
+    ``macs_per_layer`` is what one (attention) layer would cost at this branch's
+    token count, even for a skipped branch; ``mlp_layers`` of the branch's layers are
+    attention-free MLP blocks (LIT) costing ``macs_per_mlp_layer`` each; ``macs``, ``patch_embedding_macs`` and ``head_macs``
     are 0 for a skipped branch.
     """
 
@@ -46,6 +50,8 @@ class BranchCost:
     macs: int
     patch_embedding_macs: int
     head_macs: int
+    mlp_layers: int = 0
+    macs_per_mlp_layer: int = 0
 
     @property
     def is_exit(self) -> bool:
@@ -64,6 +70,8 @@ def branch_costs(config: RAViTConfig) -> list[BranchCost]:
     for i, num_layers in enumerate(config.layers):
         tokens = config.num_tokens(i)
         per_layer = layer_macs(tokens, d, config.mlp_dim)
+        per_mlp = layer_macs(tokens, d, config.mlp_dim, attention=False)
+        num_mlp = config.mlp_layers[i] if config.mlp_layers else 0
         runs = num_layers > 0
         costs.append(
             BranchCost(
@@ -72,7 +80,9 @@ def branch_costs(config: RAViTConfig) -> list[BranchCost]:
                 tokens=tokens,
                 layers=num_layers,
                 macs_per_layer=per_layer,
-                macs=num_layers * per_layer,
+                macs=(num_layers - num_mlp) * per_layer + num_mlp * per_mlp,
+                mlp_layers=num_mlp,
+                macs_per_mlp_layer=per_mlp,
                 # A patch is flattened to P·P·3 values and projected to d.
                 patch_embedding_macs=config.num_patches(i) * p * p * 3 * d if runs else 0,
                 head_macs=d * config.num_classes if runs else 0,
@@ -148,6 +158,7 @@ def cost_report(config: RAViTConfig) -> dict[str, Any]:
     return {
         "config": config.name,
         "layers": config.layer_spec,
+        "mlp_layers": format_layers(config.mlp_layers) if config.mlp_layers else None,
         "macs": macs,
         "flops": 2 * macs,
         "mflops": 2 * macs / 1e6,
@@ -173,15 +184,18 @@ def format_cost_table(config: RAViTConfig) -> str:
     h, w = config.image_size
     lines = [
         f"RAViT cost model: {config.name} \"{config.layer_spec}\" "
-        f"({h}x{w}, P={config.patch_size}, d={config.hidden_dim}, h={config.mlp_dim})",
+        f"({h}x{w}, P={config.patch_size}, d={config.hidden_dim}, h={config.mlp_dim})"
+        + (f", attention-free leading layers \"{format_layers(config.mlp_layers)}\" (LIT MLP blocks: "
+           "'m+a' below is m of them, then a attention layers)" if config.mlp_layers else ""),
     ]
     header = f"{'branch':>6}  {'image':>9}  {'tokens':>6}  {'layers':>6}  {'MACs/layer':>24}  {'MACs':>26}"
     lines += [header, "-" * len(header)]
     for c in costs:
         size = f"{c.image_size[0]}x{c.image_size[1]}"
         total = _fmt_macs(c.macs) if c.layers else "skipped"
+        layers = f"{c.mlp_layers}+{c.layers - c.mlp_layers}" if c.mlp_layers else str(c.layers)
         lines.append(
-            f"{c.branch + 1:>6}  {size:>9}  {c.tokens:>6}  {c.layers:>6}  "
+            f"{c.branch + 1:>6}  {size:>9}  {c.tokens:>6}  {layers:>6}  "
             f"{_fmt_macs(c.macs_per_layer):>24}  {total:>26}"
         )
     lines.append("-" * len(header))

@@ -248,6 +248,58 @@ class TransformerEncoderBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class MLPBlock(keras.layers.Layer):
+    """An attention-free encoder layer (LIT's MLP block): ``x + MLP(LN(x))``.
+
+    "Less is More: Pay Less Attention in Vision Transformers" (Pan et al., AAAI 2022)
+    finds that early self-attention layers mostly encode local patterns and can be
+    replaced by such blocks at little accuracy cost. Each token is processed on its
+    own, so the block costs ``2·n·d·h`` MACs instead of a full layer's
+    ``2·n²·d + 4·n·d² + 2·n·d·h``, and has no softmax or attention products (the
+    hardest part of an int8 graph).
+
+    Args:
+        hidden_dim: int. Token width ``d``.
+        mlp_dim: int. Hidden width ``h`` of the two-layer GELU MLP.
+        dropout: float, default 0. Dropout after the MLP.
+        layer_norm_epsilon: float, default 1e-6.
+    """
+
+    def __init__(self, hidden_dim, mlp_dim, dropout=0.0, layer_norm_epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_dim = int(hidden_dim)
+        self.mlp_dim = int(mlp_dim)
+        self.dropout = float(dropout)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.mlp_norm = LayerNorm(epsilon=self.layer_norm_epsilon, name="mlp_norm", dtype=self.dtype_policy)
+        self.mlp_hidden = keras.layers.Dense(self.mlp_dim, activation="gelu", name="mlp_hidden",
+                                             kernel_initializer=init, dtype=self.dtype_policy)
+        self.mlp_output = keras.layers.Dense(self.hidden_dim, name="mlp_output", kernel_initializer=init,
+                                             dtype=self.dtype_policy)
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        token_shape = (input_shape[0], input_shape[1], self.hidden_dim)
+        self.mlp_norm.build(token_shape)
+        self.mlp_hidden.build(token_shape)
+        self.mlp_output.build((input_shape[0], input_shape[1], self.mlp_dim))
+
+    def call(self, x, training=None):
+        y = self.mlp_hidden(self.mlp_norm(x))
+        return x + self.dropout_layer(self.mlp_output(y), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_dim=self.hidden_dim, mlp_dim=self.mlp_dim, dropout=self.dropout,
+                      layer_norm_epsilon=self.layer_norm_epsilon)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class ClassTokenSlice(keras.layers.Layer):
     """Takes the CLS token (position 0) out of a token sequence: (B, n, d) -> (B, d)."""
 

@@ -31,6 +31,7 @@ from ravit_keras.model.layers import (
     ClassToken,
     ClassTokenSlice,
     LayerNorm,
+    MLPBlock,
     PatchEmbedding,
     PositionEmbedding,
     TransformerEncoderBlock,
@@ -94,7 +95,13 @@ def build_branch_model(config: RAViTConfig, branch: int) -> keras.Model:
     tokens = PositionEmbedding(name="position_embedding")(tokens)
     if config.dropout:
         tokens = keras.layers.Dropout(config.dropout, name="embedding_dropout")(tokens)
-    for j in range(num_layers):
+    num_mlp = config.mlp_layers[branch] if config.mlp_layers else 0
+    for j in range(num_mlp):  # LIT: the leading layers are attention-free.
+        tokens = MLPBlock(
+            hidden_dim=d, mlp_dim=config.mlp_dim, dropout=config.dropout,
+            layer_norm_epsilon=config.layer_norm_epsilon, name=f"mlp_block_{j + 1}",
+        )(tokens)
+    for j in range(num_mlp, num_layers):
         tokens = TransformerEncoderBlock(
             hidden_dim=d,
             num_heads=config.num_heads,

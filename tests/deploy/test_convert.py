@@ -372,3 +372,35 @@ def test_cli_convert_saved_model(tflite_trained_ravit, tmp_path, capsys):
     assert main(["convert", "--model", str(model_path), "--data", "generated", "--mode", "float32",
                  "--calibration-images", "100", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+# LIT: a model with attention-free layers converts and schedules ---------------------------
+
+
+@pytest.mark.parametrize("mode", ["float32", "int8"])
+def test_model_with_mlp_layers_converts_and_schedules(tmp_path, mode):
+    import keras
+
+    from ravit_keras.config import get_config
+    from ravit_keras.data import load_split
+    from ravit_keras.model import RAViT
+
+    keras.utils.set_random_seed(3)
+    model = RAViT(get_config("tiny", layers="1-3", mlp_layers="0-2"))
+    images, labels = load_split("generated", "train", num_examples=60).as_numpy()
+    manifest = convert(model, tmp_path / mode, images, labels, options=ConversionOptions(mode=mode, num_calibration=30),
+                       progress=None)
+    assert manifest["model"]["mlp_layers"] == "0-2"
+    assert manifest["exits"][1]["macs"] == flops.branch_costs(model.ravit_config)[1].macs
+    ops = builtin_op_names((tmp_path / mode / "branch_2.tflite").read_bytes())
+    assert ops.count("SOFTMAX") == 1  # Only the last of its three layers attends.
+    sched = RAViTScheduler(tmp_path / mode)
+    keras_logits = model.predict(images[:20].astype("float32"), verbose=0)
+    sub = np.stack([sched.all_exit_logits(img)[0][1] for img in images[:20]])
+    agree = np.mean(sub.argmax(-1) == np.asarray(keras_logits["exit_2"]).argmax(-1))
+    if mode == "float32":
+        np.testing.assert_allclose(sub, keras_logits["exit_2"], atol=1e-4)
+    else:
+        assert agree >= 0.8
+    report = sched.evaluate(images[:20], labels[:20])
+    assert sum(report["exit_counts"]) == 20

@@ -159,3 +159,22 @@ def test_format_cost_table():
     assert "patch embeddings" in text and "exit heads" in text
     skipped = flops.format_cost_table(get_config("tinyimagenet", layers="2-0-3"))
     assert "skipped" in skipped and "exit_3" in skipped
+
+
+# LIT: attention-free MLP blocks cost 2·n·d·h -------------------------------------------
+
+
+def test_mixed_spec_hand_values():
+    config = get_config("cifar10", layers="1-3", mlp_layers="0-1")
+    mlp_2 = 2 * 65 * 128 * 512  # 8,519,680: branch 2's MLP block.
+    assert mlp_2 == 8_519_680
+    assert flops.layer_macs(65, 128, 512, attention=False) == mlp_2
+    costs = flops.branch_costs(config)
+    assert costs[1].mlp_layers == 1 and costs[1].macs_per_mlp_layer == mlp_2
+    assert costs[1].macs == 2 * 13_861_120 + mlp_2 == 36_241_920
+    assert flops.exit_macs(config) == [3_416_320, 3_416_320 + 36_241_920]
+    assert flops.model_macs(config) == 39_658_240
+    three = get_config("tiny3", layers="2-0-3", mlp_layers="1-0-2")
+    n1, n3, d, h = three.num_tokens(0), three.num_tokens(2), three.hidden_dim, three.mlp_dim
+    full = lambda n: 2 * n * n * d + 4 * n * d * d + 2 * n * d * h  # noqa: E731
+    assert flops.model_macs(three) == (full(n1) + 2 * n1 * d * h) + (full(n3) + 2 * 2 * n3 * d * h)

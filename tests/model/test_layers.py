@@ -10,6 +10,7 @@ from ravit_keras.model.layers import (
     ClassToken,
     ClassTokenSlice,
     LayerNorm,
+    MLPBlock,
     PatchEmbedding,
     PositionEmbedding,
     TransformerEncoderBlock,
@@ -50,12 +51,14 @@ def _toy_layers():
         (lambda: ClassTokenSlice(name="cls_out"), tokens, (2, D)),
         (lambda: ClassTokenSlice(name="cls_out"), tokens[:, :1], (2, D)),
         (lambda: LayerNorm(epsilon=1e-5, name="exit_norm"), tokens, (2, 5, D)),
+        (lambda: MLPBlock(hidden_dim=D, mlp_dim=32, dropout=0.1, layer_norm_epsilon=1e-5, name="mlp_block_1"),
+         tokens, (2, 5, D)),
     ]
 
 
 LAYER_IDS = ["patch_embedding", "class_token_learned", "class_token_given",
              "position_embedding", "encoder_block", "encoder_block_cls_only",
-             "class_token_slice", "class_token_slice_one_token", "layer_norm"]
+             "class_token_slice", "class_token_slice_one_token", "layer_norm", "mlp_block"]
 
 
 @pytest.mark.parametrize("case", range(len(LAYER_IDS)), ids=LAYER_IDS)
@@ -285,3 +288,25 @@ def test_encoder_block_dropout_only_in_training():
 def test_encoder_block_rejects_heads_not_dividing_width():
     with pytest.raises(ValueError, match=r"hidden_dim 16 is not divisible by num_heads 3"):
         TransformerEncoderBlock(hidden_dim=16, num_heads=3, mlp_dim=32)
+
+
+# MLPBlock (LIT) against a NumPy reference ----------------------------------------------
+
+
+def test_mlp_block_matches_numpy_and_mixes_no_tokens():
+    block = MLPBlock(hidden_dim=D, mlp_dim=32)
+    x = _random(2, 5, D)
+    out = _call(block, x)
+    (gamma, beta, w1, b1, w2, b2) = [np.asarray(w, np.float64) for w in block.get_weights()]
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    y = (x - mean) / np.sqrt(var + 1e-6) * gamma + beta
+    hidden = y @ w1 + b1
+    gelu = 0.5 * hidden * (1 + np.vectorize(math.erf)(hidden / math.sqrt(2)))
+    np.testing.assert_allclose(out, x + gelu @ w2 + b2, rtol=1e-4, atol=1e-5)
+    # Attention-free: changing one token changes no other token's output.
+    x2 = x.copy()
+    x2[:, 3] += 1.0
+    out2 = _call(block, x2)
+    np.testing.assert_array_equal(np.delete(out2, 3, axis=1), np.delete(out, 3, axis=1))
+    assert not np.allclose(out2[:, 3], out[:, 3])

@@ -400,3 +400,44 @@ def test_jax_backend_forward_pass():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ok" in result.stdout
+
+
+# LIT: attention-free leading layers ---------------------------------------------------
+
+
+def test_mlp_layers_build_mlp_blocks_first_and_keep_attention_last():
+    model = _model("tiny3", layers="2-0-3", mlp_layers="1-0-2")
+    names = [[layer.name for layer in b.layers if "block" in layer.name] for b in model.branch_models()]
+    assert names == [["mlp_block_1", "transformer_block_2"],
+                     ["mlp_block_1", "mlp_block_2", "transformer_block_3"]]
+    assert model.ravit_config.to_dict()["mlp_layers"] == "1-0-2"
+    assert "mlp_layers" not in get_config("tiny3", layers="2-0-3").to_dict()  # Unused: left out.
+    with pytest.raises(ValueError, match="last layer keeps attention"):
+        get_config("tiny", layers="1-2", mlp_layers="1-0")
+    with pytest.raises(ValueError, match="2 branches"):
+        get_config("tiny", layers="1-2", mlp_layers="0-0-1")
+
+
+def test_cls_handoff_carries_gradient_through_mlp_blocks():
+    model = _model("tiny", layers="2-2", mlp_layers="1-1")
+    config = model.ravit_config
+    x, y = _images(4), _labels(config, 4)
+    first = model.branch_model(0)
+    with tf.GradientTape() as tape:
+        loss = _ce(y["exit_2"], model(x, training=True)["exit_2"])
+    grads = dict(zip([v.path for v in first.trainable_variables], tape.gradient(loss, first.trainable_variables)))
+    mlp = [p for p in grads if p.startswith("mlp_block_1/")]
+    assert len(mlp) == 6  # Its norm and two dense layers.
+    for path in mlp:
+        assert grads[path] is not None and np.any(_np(grads[path]) != 0), path
+
+
+def test_model_with_mlp_layers_saves_and_reloads(tmp_path):
+    model = _model("tiny", layers="1-2", mlp_layers="0-1")
+    x = _images(2)
+    path = tmp_path / "lit.keras"
+    model.save(path)
+    again = load_ravit(str(path))
+    assert again.ravit_config == model.ravit_config
+    for name in model.ravit_config.exit_names:
+        np.testing.assert_allclose(_np(again(x)[name]), _np(model(x)[name]), rtol=1e-6, atol=1e-6)
