@@ -11,13 +11,12 @@ from __future__ import annotations
 import ast
 import importlib
 import pkgutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import ravit_keras
+from tests.no_tensorflow import run_without_tensorflow
 
 PACKAGE_DIR = Path(ravit_keras.__file__).parent
 
@@ -138,16 +137,9 @@ def test_no_import_cycles():
 
 def test_runtime_side_imports_no_tensorflow():
     # The scheduler path (what `ravit run` needs) must start without TensorFlow or Keras.
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('tensorflow', 'keras'):\n"
-        "            raise ImportError('blocked: ' + name)\n"
-        "sys.meta_path.insert(0, Block())\n"
+    out = run_without_tensorflow(
         "import ravit_keras.exits, ravit_keras.model.flops, ravit_keras.config\n"
         "import ravit_keras.deploy.manifest, ravit_keras.deploy.quantization, ravit_keras.deploy.scheduler\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -5,8 +5,6 @@ Uses the session fixtures of conftest.py (a tiny RAViT trained once, converted o
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +13,7 @@ from PIL import Image
 
 from ravit_keras.cli import main
 from ravit_keras.deploy.scheduler import RAViTScheduler
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.no_tensorflow import run_without_tensorflow
 
 
 @pytest.fixture
@@ -131,23 +128,10 @@ def test_run_per_image_and_per_class(tflite_float32_folder, tmp_path, capsys):
     assert (tmp_path / "pc.png").exists() and (tmp_path / "cm.png").exists()
 
 
-def _blocked_tensorflow(code: str) -> subprocess.CompletedProcess:
-    prelude = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('tensorflow', 'keras'):\n"
-        "            raise ImportError('blocked: ' + name)\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "from ravit_keras.cli import main\n"
-    )
-    return subprocess.run([sys.executable, "-c", prelude + code], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
-
-
 @pytest.mark.slow
 def test_run_and_predict_import_no_tensorflow(tflite_int8_folder, image_folder):
-    result = _blocked_tensorflow(
+    result = run_without_tensorflow(
+        "from ravit_keras.cli import main\n"
         f"assert main(['run', '--model', {str(tflite_int8_folder)!r}, '--data', 'generated', '--limit', '50']) == 0\n"
         f"assert main(['predict', {str(image_folder)!r}, '--model', {str(tflite_int8_folder)!r}]) == 0\n"
     )

@@ -461,10 +461,9 @@ def test_cli_train_on_two_devices(tmp_path):
 
 
 def test_mixed_bfloat16_training_saves_a_float32_model(tmp_path):
-    import ravit_keras.train as T
-
     import keras
 
+    import ravit_keras.train as T
     from ravit_keras.config import get_config
     from ravit_keras.data import load_split, make_pipeline
     from ravit_keras.model import load_ravit

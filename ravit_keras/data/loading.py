@@ -104,38 +104,7 @@ def _load_source(
     num_examples: int | None = None,
     num_classes: int | None = None,
 ) -> DataSplit:
-    """Loads one split of an image classification dataset.
-
-    Folder sources (Tiny ImageNet, image folders) are listed in a seeded random
-    order, so that the first `num_examples` are a random sample and a finite
-    shuffle buffer mixes classes. When such a source has no test images (e.g.
-    Tiny ImageNet without `val/`, or a plain class-folder tree), "test" is a
-    seeded, stratified holdout of `holdout_fraction` of each class and "train"
-    is the rest; the same `seed` gives the same, disjoint pair.
-
-    Args:
-        source: `"generated"`, `"tfds:NAME"`, or a path (see module docstring).
-        split: `"train"` or `"test"`. For tfds datasets with no "test" split
-            (e.g. imagenet2012), "test" reads "validation".
-        data_dir: folder of prepared tfds datasets (tfds sources only).
-        image_size: int or `(height, width)`; images are resized to it when
-            they differ. Required for a fixed size when images vary.
-        holdout_fraction: float in (0, 1), share of each class held out as
-            "test" when the source has no test images.
-        seed: int, seeds generation, holdouts and folder order.
-        num_examples: optional int; keeps the first N examples (for
-            "generated", the number to generate; default 2000 train, 500 test).
-        num_classes: optional int; for "generated" the number of classes (2 to
-            10, default 10); for files, keeps only the first `num_classes`
-            classes (labels below it).
-
-    Returns:
-        A `DataSplit`.
-
-    Raises:
-        FileNotFoundError: for a missing path, or a tfds dataset not prepared.
-        ValueError: for a bad argument, unknown layout or malformed file.
-    """
+    """``load_split`` without the calibration holdout: one split as the source defines it."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {(*SPLITS, CALIBRATION)}, got {split!r}.")
     size = None if image_size is None else normalize_image_size(image_size)
