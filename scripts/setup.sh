@@ -6,13 +6,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # System libraries: libusb for tflite-support's native metadata module; Java test
-# dependencies for the Android core (JUnit 4, Hamcrest, Gson).
+# dependencies for the Android core (JUnit 4, Hamcrest, Gson; JNA for the JVM runtime over libLiteRt.so).
 need_pkgs=()
 ldconfig -p 2>/dev/null | grep -q "libusb-1.0.so.0" || need_pkgs+=(libusb-1.0-0)
 if [ "${RAVIT_WITH_JAVA:-0}" = 1 ]; then
   [ -f /usr/share/java/junit4.jar ] || need_pkgs+=(junit4)
   [ -f /usr/share/java/hamcrest-core.jar ] || need_pkgs+=(libhamcrest-java)
   [ -f /usr/share/java/gson.jar ] || need_pkgs+=(libgoogle-gson-java)
+  [ -f /usr/share/java/jna.jar ] || need_pkgs+=(libjna-java)
   command -v javac >/dev/null || need_pkgs+=(openjdk-17-jdk-headless)
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
