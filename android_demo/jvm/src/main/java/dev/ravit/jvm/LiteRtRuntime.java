@@ -48,6 +48,7 @@ public final class LiteRtRuntime implements SubmodelRuntime {
     private Pointer environment;
     private final List<Submodel> submodels = new ArrayList<>();
     private boolean closed;
+    private long runCompiledModelNanos;
 
     private static final class Submodel {
         final ExitSpec exit;
@@ -104,6 +105,15 @@ public final class LiteRtRuntime implements SubmodelRuntime {
 
     public int numThreads() {
         return numThreads;
+    }
+
+    /**
+     * Nanoseconds spent inside {@code LiteRtRunCompiledModel} since construction: the pure
+     * invoke time (what Python's {@code invoke()} measures), without the buffer copies and
+     * JNA calls around it that {@link #run} and thus the scheduler's branch latencies include.
+     */
+    public long runCompiledModelNanos() {
+        return runCompiledModelNanos;
     }
 
     private void build(Submodel s, Path file) {
@@ -302,8 +312,10 @@ public final class LiteRtRuntime implements SubmodelRuntime {
         }
         Pointer[] in = s.inputBuffers.toArray(new Pointer[0]);
         Pointer[] out = s.outputBuffers.toArray(new Pointer[0]);
-        check(lib.LiteRtRunCompiledModel(s.compiled, 0, in.length, in, out.length, out), "LiteRtRunCompiledModel",
-                s.exit.file());
+        long t0 = System.nanoTime();
+        int status = lib.LiteRtRunCompiledModel(s.compiled, 0, in.length, in, out.length, out);
+        runCompiledModelNanos += System.nanoTime() - t0;
+        check(status, "LiteRtRunCompiledModel", s.exit.file());
         Map<String, TensorData> outputs = new LinkedHashMap<>();
         for (int i = 0; i < s.outputNames.size(); i++) {
             String name = s.outputNames.get(i);

@@ -74,7 +74,9 @@ public class ClassifyTest {
         assertTrue(r[1], r[1].contains("exit_counts: exit_1=0 exit_2=5"));
         assertTrue(r[1], r[1].contains("(100.0% of the full model)"));
         assertTrue(r[1], r[1].matches("(?s).*invoke_ms_mean=[0-9.]+ overhead_ms_mean=-?[0-9.]+"
-                + " scheduler_overhead_fraction=-?[0-9.]+\\R"));
+                + " scheduler_overhead_fraction=-?[0-9.]+\\R.*"));
+        assertTrue(r[1], r[1].matches("(?s).*litert_run_ms_mean=[0-9.]+ overhead_vs_litert_run_ms_mean=-?[0-9.]+"
+                + " overhead_vs_litert_run_fraction=-?[0-9.]+\\R"));
     }
 
     @Test
