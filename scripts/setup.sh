@@ -26,6 +26,17 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
 fi
 
+# Kotlin compiler (npm's kotlin-compiler) for the Android app's plain-Kotlin logic tests.
+if [ "${RAVIT_WITH_JAVA:-0}" = 1 ] && ! command -v kotlinc >/dev/null \
+    && [ ! -x /opt/ravit-kotlin/node_modules/kotlin-compiler/bin/kotlinc ]; then
+  if [ "$(id -u)" = 0 ] && command -v npm >/dev/null; then
+    echo "Installing kotlin-compiler with npm into /opt/ravit-kotlin"
+    npm install -s --prefix /opt/ravit-kotlin kotlin-compiler >/dev/null
+  else
+    echo "No kotlinc: the app logic tests will be skipped (npm install --prefix /opt/ravit-kotlin kotlin-compiler)." >&2
+  fi
+fi
+
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   echo "Creating .venv with $($PY --version)"
