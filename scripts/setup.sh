@@ -14,6 +14,8 @@ if [ "${RAVIT_WITH_JAVA:-0}" = 1 ]; then
   [ -f /usr/share/java/hamcrest-core.jar ] || need_pkgs+=(libhamcrest-java)
   [ -f /usr/share/java/gson.jar ] || need_pkgs+=(libgoogle-gson-java)
   [ -f /usr/share/java/jna.jar ] || need_pkgs+=(libjna-java)
+  command -v aapt >/dev/null || need_pkgs+=(aapt)
+  [ -f /usr/share/android-framework-res/framework-res.apk ] || need_pkgs+=(android-framework-res)
   command -v javac >/dev/null || need_pkgs+=(openjdk-17-jdk-headless)
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
