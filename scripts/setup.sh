@@ -6,13 +6,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # System libraries: libusb for tflite-support's native metadata module; Java test
-# dependencies for the Android core (JUnit 4, Hamcrest, Gson).
+# dependencies for the Android core (JUnit 4, Hamcrest, Gson; JNA for the JVM runtime over libLiteRt.so).
 need_pkgs=()
 ldconfig -p 2>/dev/null | grep -q "libusb-1.0.so.0" || need_pkgs+=(libusb-1.0-0)
 if [ "${RAVIT_WITH_JAVA:-0}" = 1 ]; then
   [ -f /usr/share/java/junit4.jar ] || need_pkgs+=(junit4)
   [ -f /usr/share/java/hamcrest-core.jar ] || need_pkgs+=(libhamcrest-java)
   [ -f /usr/share/java/gson.jar ] || need_pkgs+=(libgoogle-gson-java)
+  [ -f /usr/share/java/jna.jar ] || need_pkgs+=(libjna-java)
+  command -v aapt >/dev/null || need_pkgs+=(aapt)
+  [ -f /usr/share/android-framework-res/framework-res.apk ] || need_pkgs+=(android-framework-res)
   command -v javac >/dev/null || need_pkgs+=(openjdk-17-jdk-headless)
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -22,6 +25,17 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   else
     echo "Please install the system packages: sudo apt-get install ${need_pkgs[*]}" >&2
     exit 1
+  fi
+fi
+
+# Kotlin compiler (npm's kotlin-compiler) for the Android app's plain-Kotlin logic tests.
+if [ "${RAVIT_WITH_JAVA:-0}" = 1 ] && ! command -v kotlinc >/dev/null \
+    && [ ! -x /opt/ravit-kotlin/node_modules/kotlin-compiler/bin/kotlinc ]; then
+  if [ "$(id -u)" = 0 ] && command -v npm >/dev/null; then
+    echo "Installing kotlin-compiler with npm into /opt/ravit-kotlin"
+    npm install -s --prefix /opt/ravit-kotlin kotlin-compiler >/dev/null
+  else
+    echo "No kotlinc: the app logic tests will be skipped (npm install --prefix /opt/ravit-kotlin kotlin-compiler)." >&2
   fi
 fi
 

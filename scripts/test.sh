@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # All tests: the Python suite (slow and real-data checks included; real-data ones
-# skip without ../shared/data) and the Android core's JUnit tests.
+# skip without ../shared/data; tests/deploy/test_android_parity.py runs the Java scheduler on
+# real submodels), the Android core's and JVM runtime's JUnit tests and the app's plain-Kotlin logic tests
+# and its resource check (aapt).
 set -uo pipefail
 export RAVIT_WITH_JAVA=1
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh" || exit 1
@@ -9,5 +11,8 @@ python -m pytest -q -p no:cacheprovider "$@"
 py=$?
 bash android_demo/core/run_tests.sh
 java=$?
+bash android_demo/jvm/run_tests.sh || java=1
+bash android_demo/app/run_logic_tests.sh || java=1
+bash android_demo/app/check_resources.sh || java=1
 echo "python tests exit $py, java tests exit $java"
 [ $py -eq 0 ] && [ $java -eq 0 ]

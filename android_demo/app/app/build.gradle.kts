@@ -68,6 +68,9 @@ dependencies {
     implementation("com.google.ai.edge.litert:litert:$litert")
     implementation("com.google.ai.edge.litert:litert-gpu:$litert")
     implementation("com.google.ai.edge.litert:litert-gpu-api:$litert")
+
+    // JVM unit tests of the plain-Kotlin logic (also run without Gradle: ../run_logic_tests.sh).
+    testImplementation("junit:junit:4.13.2")
 }
 
 // Converter output -> app assets ---------------------------------------------------------

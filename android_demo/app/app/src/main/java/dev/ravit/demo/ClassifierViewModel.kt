@@ -18,7 +18,9 @@ import kotlinx.coroutines.flow.StateFlow
 import kotlinx.coroutines.flow.asStateFlow
 import kotlinx.coroutines.flow.update
 import kotlinx.coroutines.launch
-import java.util.concurrent.atomic.AtomicBoolean
+import dev.ravit.demo.logic.FrameGate
+import dev.ravit.demo.logic.batteryLevelFromPercent
+import dev.ravit.demo.logic.chooseThresholds
 
 /** What the screen needs to know about the converted model. */
 data class ModelInfo(
@@ -83,7 +85,7 @@ data class UiState(
 class ClassifierViewModel(application: Application) : AndroidViewModel(application) {
     private val classifier = RAViTClassifier(application)
     private val batteryManager: BatteryManager? = application.getSystemService(BatteryManager::class.java)
-    private val busy = AtomicBoolean(false)
+    private val busy = FrameGate()
 
     private val _state = MutableStateFlow(UiState())
     val state: StateFlow<UiState> = _state.asStateFlow()
@@ -160,16 +162,16 @@ class ClassifierViewModel(application: Application) : AndroidViewModel(applicati
     }
 
     /** Whether a camera frame would be used now (lets the analyzer skip the conversion). */
-    fun wantsFrame(): Boolean = model != null && _state.value.source == ImageSource.CAMERA && !busy.get()
+    fun wantsFrame(): Boolean = model != null && _state.value.source == ImageSource.CAMERA && busy.isFree
 
     /** A camera frame (called on the analysis thread); dropped while a classification runs. */
     fun classifyFrame(bitmap: Bitmap, rotationDegrees: Int) {
         val info = model ?: return
-        if (_state.value.source != ImageSource.CAMERA || !busy.compareAndSet(false, true)) return
+        if (_state.value.source != ImageSource.CAMERA || !busy.tryAcquire()) return
         val pixels = try {
             FramePixels.fromBitmap(bitmap, rotationDegrees, info.inputWidth, info.inputHeight)
         } catch (e: RuntimeException) {
-            busy.set(false)
+            busy.release()
             _state.update { it.copy(error = "Cannot read the camera frame: ${e.message}") }
             return
         }
@@ -186,7 +188,7 @@ class ClassifierViewModel(application: Application) : AndroidViewModel(applicati
         galleryPixels = pixels
         _state.update { it.copy(source = ImageSource.GALLERY) }
         viewModelScope.launch {
-            while (!busy.compareAndSet(false, true)) delay(5)  // Let a camera frame in flight finish.
+            while (!busy.tryAcquire()) delay(5)  // Let a camera frame in flight finish.
             classifyNow(pixels)
         }
     }
@@ -195,7 +197,7 @@ class ClassifierViewModel(application: Application) : AndroidViewModel(applicati
         val pixels = galleryPixels ?: return
         if (_state.value.source != ImageSource.GALLERY) return
         viewModelScope.launch {
-            while (!busy.compareAndSet(false, true)) delay(5)
+            while (!busy.tryAcquire()) delay(5)
             classifyNow(pixels)
         }
     }
@@ -217,7 +219,7 @@ class ClassifierViewModel(application: Application) : AndroidViewModel(applicati
         } catch (e: Exception) {
             _state.update { it.copy(error = "Classification failed: ${e.message}", runtime = classifier.status) }
         } finally {
-            busy.set(false)
+            busy.release()
         }
     }
 
@@ -236,25 +238,16 @@ class ClassifierViewModel(application: Application) : AndroidViewModel(applicati
             level = readBatteryLevel()
             batteryReadAt = now
         }
-        val policy = batteryPolicy
-        var note: String? = null
-        val thresholds = if (s.batterySaver && policy != null && level != null) {
-            policy.thresholdsAt(level).toList()
-        } else {
-            if (s.batterySaver) {
-                note = if (policy == null) "This model has no battery policy; using the slider."
-                else "Battery level unavailable; using the slider."
-            }
-            List(info.numExits - 1) { s.manualThreshold }
-        }
+        val choice = chooseThresholds(info.numExits, s.manualThreshold, s.batterySaver, batteryPolicy, level)
+        val thresholds = choice.thresholds
+        val note = choice.note
         _state.update { it.copy(batteryLevel = level, thresholds = thresholds, thresholdNote = note) }
         return thresholds
     }
 
     /** `BatteryManager.BATTERY_PROPERTY_CAPACITY` (percent) as a level in [0, 1], or null. */
     private fun readBatteryLevel(): Double? {
-        val percent = batteryManager?.getIntProperty(BatteryManager.BATTERY_PROPERTY_CAPACITY) ?: return null
-        return if (percent in 0..100) percent / 100.0 else null
+        return batteryLevelFromPercent(batteryManager?.getIntProperty(BatteryManager.BATTERY_PROPERTY_CAPACITY))
     }
 
     override fun onCleared() {

@@ -28,6 +28,11 @@ import androidx.lifecycle.Lifecycle
 import androidx.lifecycle.lifecycleScope
 import androidx.lifecycle.repeatOnLifecycle
 import dev.ravit.demo.databinding.ActivityMainBinding
+import dev.ravit.demo.logic.branchLatencyText
+import dev.ravit.demo.logic.entropiesText
+import dev.ravit.demo.logic.sliderProgress
+import dev.ravit.demo.logic.sliderThreshold
+import dev.ravit.demo.logic.topClassesText
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.withContext
@@ -86,7 +91,7 @@ class MainActivity : AppCompatActivity() {
         binding.thresholdSeek.setOnSeekBarChangeListener(object : SeekBar.OnSeekBarChangeListener {
             override fun onProgressChanged(seekBar: SeekBar, progress: Int, fromUser: Boolean) {
                 val model = viewModel.state.value.model ?: return
-                if (fromUser) viewModel.setThreshold(progress / SLIDER_STEPS * model.maxEntropy)
+                if (fromUser) viewModel.setThreshold(sliderThreshold(progress, model.maxEntropy, SLIDER_STEPS))
             }
 
             override fun onStartTrackingTouch(seekBar: SeekBar) = Unit
@@ -134,7 +139,7 @@ class MainActivity : AppCompatActivity() {
         val model = state.model
         if (model != null) {
             binding.thresholdSeek.isEnabled = !(state.batterySaver && state.thresholdNote == null)
-            val progress = (state.manualThreshold / model.maxEntropy * SLIDER_STEPS).roundToInt()
+            val progress = sliderProgress(state.manualThreshold, model.maxEntropy, SLIDER_STEPS)
             if (binding.thresholdSeek.progress != progress) binding.thresholdSeek.progress = progress
             binding.thresholdLabel.text = getString(
                 R.string.threshold_label, state.thresholds.joinToString(", ") { fmt("%.3f", it) }, model.maxEntropy
@@ -169,16 +174,14 @@ class MainActivity : AppCompatActivity() {
             binding.macsInfo.text = ""
             return
         }
-        binding.topClasses.text = result.topK(3).withIndex().joinToString("\n") { (rank, p) ->
-            fmt("%d. %-24s %5.1f %%", rank + 1, p.label(), 100 * p.probability())
-        }
+        binding.topClasses.text = topClassesText(result)
         binding.exitInfo.text = getString(
             R.string.exit_label, result.exitName(), result.exitIndex() + 1, model.numExits, result.entropy(),
-            result.entropies().joinToString(", ") { fmt("%.3f", it) }
+            entropiesText(result)
         )
         binding.latencyInfo.text = getString(
             R.string.latency_label,
-            result.branchLatencyMs().withIndex().joinToString(" + ") { (i, ms) -> fmt("%s %.2f ms", model.exitNames[i], ms) },
+            branchLatencyText(result, model.exitNames),
             result.totalLatencyMs(), result.overheadMs()
         )
         binding.macsInfo.text = getString(
@@ -272,7 +275,7 @@ class MainActivity : AppCompatActivity() {
     }
 
     companion object {
-        private const val SLIDER_STEPS = 1000.0
+        private const val SLIDER_STEPS = 1000
         private const val MAX_GALLERY_SIDE = 512
     }
 }

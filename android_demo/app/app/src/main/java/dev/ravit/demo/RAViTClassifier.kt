@@ -107,14 +107,14 @@ class RAViTClassifier(
 
     private fun ensureInterpreters() {
         val wanted = options
-        if (builtFor == wanted && interpreters.isNotEmpty()) return
+        if (!InferenceOptions.needsRebuild(builtFor, wanted) && interpreters.isNotEmpty()) return
         closeInterpreters()
         val m = manifest!!
         var delegate = wanted.delegate
         var note: String? = null
         if (delegate == Delegate.GPU && !CompatibilityList().isDelegateSupportedOnThisDevice) {
-            delegate = Delegate.XNNPACK
-            note = "GPU delegate not supported on this device; using XNNPACK."
+            delegate = Delegate.FALLBACK
+            note = "GPU delegate not supported on this device; using ${Delegate.FALLBACK.label}."
         }
         try {
             buildAll(m, wanted.numThreads, delegate)
@@ -122,15 +122,16 @@ class RAViTClassifier(
             closeInterpreters()
             throw e
         } catch (e: Exception) {
-            if (delegate == Delegate.XNNPACK) throw e
-            Log.w(TAG, "$delegate failed; falling back to XNNPACK", e)
+            if (delegate == Delegate.FALLBACK) throw e
+            Log.w(TAG, "$delegate failed; falling back to ${Delegate.FALLBACK}", e)
             closeInterpreters()
-            note = "$delegate failed (${e.message}); using XNNPACK."
-            delegate = Delegate.XNNPACK
+            note = "$delegate failed (${e.message}); using ${Delegate.FALLBACK.label}."
+            delegate = Delegate.FALLBACK
             buildAll(m, wanted.numThreads, delegate)
         }
         builtFor = wanted
-        status = RuntimeStatus(wanted, delegate, note)
+        // Say so on screen when the kernels are not the ones the thresholds were calibrated on.
+        status = RuntimeStatus(wanted, delegate, listOfNotNull(note, delegate.calibrationWarning()).joinToString("\n").ifEmpty { null })
     }
 
     private fun buildAll(m: Manifest, numThreads: Int, delegate: Delegate) {
@@ -138,8 +139,8 @@ class RAViTClassifier(
             val interpreterOptions = Interpreter.Options().apply {
                 setNumThreads(numThreads)
                 when (delegate) {
-                    Delegate.CPU -> setUseXNNPACK(false)
-                    Delegate.XNNPACK -> setUseXNNPACK(true)
+                    // The CPU paths: XNNPACK on (the calibrated kernels) or off (built-in kernels).
+                    Delegate.CPU, Delegate.CPU_BUILTIN -> setUseXNNPACK(delegate.useXnnpack)
                     Delegate.GPU -> {
                         val gpu = GpuDelegate(CompatibilityList().bestOptionsForThisDevice)
                         gpuDelegates += gpu
