@@ -352,7 +352,7 @@ def test_resume_after_sigkill(tmp_path):
     log_file = out / LOG_FILE
     cmd = [sys.executable, "-m", "ravit_keras", "train", "--config", "tiny", "--data",
            "generated", "--limit-train", "512", "--epochs", "6", "--batch-size", "32",
-           "--out", str(out), "--progress", "epoch"]
+           "--out", str(out), "--progress", "epoch", "--calibration-holdout", "0"]
     first = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
