@@ -160,6 +160,21 @@ def _load_calibration(args, config, model_classes):
     return _matched(args, loaded, model_classes, split), where
 
 
+def _presets_own_data(config, args, split) -> bool:
+    """Whether the training data is the dataset the preset's mean/std belong to."""
+    from ravit_keras.data import CIFAR10_CLASS_NAMES, generated_class_names
+
+    if args.config == "cifar10":
+        return list(split.class_names) == list(CIFAR10_CLASS_NAMES)
+    if args.config in ("tiny", "tiny3"):
+        return args.data == "generated" and list(split.class_names) == generated_class_names(split.num_classes)
+    if args.config.startswith("tinyimagenet"):
+        return split.num_classes == 200
+    if args.config == "imagenet":
+        return split.num_classes == 1000
+    return True
+
+
 def _naming_bad_images(split, work):
     """Runs ``work()``; when TensorFlow fails to decode an image file, names the file."""
     try:
@@ -251,6 +266,16 @@ def cmd_train(args) -> int:
                 f"({', '.join(train_split.class_names[:8])}{', ...' if train_split.num_classes > 8 else ''}).")
         # The head is sized for the data, not for the preset's dataset.
         config = config.replace(num_classes=train_split.num_classes)
+    if args.normalization == "data" or (args.normalization == "auto" and not _presets_own_data(config, args, train_split)):
+        from ravit_keras.data import compute_channel_stats
+
+        mean, std = compute_channel_stats(train_split, limit=2000)
+        std = np.maximum(std, 1.0 / 255)  # A flat channel would divide by zero.
+        config = config.replace(mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std),
+                                name=f"{args.config}-custom")
+        print(f"note: normalising with the training data's own channel statistics (mean "
+              f"{', '.join(f'{m:.3f}' for m in mean)}, std {', '.join(f'{s:.3f}' for s in std)}), not the "
+              f"{args.config} preset's; the model is named {config.name}", flush=True)
     train_ds = make_pipeline(train_split, config, training.batch_size, training=True, seed=args.seed)
     val_ds = None
     if args.validate:
@@ -639,6 +664,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-train", type=_positive_int, help="use only the first N training images")
     p.add_argument("--limit-test", type=_positive_int, help="use only the first N test images")
     p.add_argument("--validate", action="store_true", help="evaluate on the test split after each epoch")
+    p.add_argument("--normalization", default="auto", choices=("auto", "preset", "data"),
+                   help="per-channel mean/std the model normalises with. auto: the preset's on its own "
+                        "dataset, else the training data's (measured on 2,000 images)")
     p.add_argument("--dtype-policy", default="float32", choices=("float32", "mixed_bfloat16"),
                    help="compute precision of training (weights stay float32; the saved model is float32)")
     p.add_argument("--xla", default="auto", choices=("auto", "on", "off"),

@@ -630,3 +630,15 @@ def test_thresholds_are_calibrated_on_images_the_training_never_saw(tmp_path, ca
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["operating_point"]["name"] == "calibrated thresholds"
     assert report["operating_point"]["thresholds"] == report["calibrated"]["thresholds"]
+
+
+@pytest.mark.slow
+def test_a_preset_trained_on_other_data_normalises_with_that_data(tmp_path, capsys):
+    data = _npz(tmp_path / "d.npz", n_train=64, x_train=np.full((64, 32, 32, 3), 200, np.uint8))
+    code, out, _ = _cli(capsys, "train", "--config", "cifar10", "--layers", "1-1", "--hidden-dim", "16",
+                        "--mlp-dim", "32", "--num-heads", "2", "--data", data, "--epochs", "1", "--batch-size", "16",
+                        "--progress", "none", "--out", tmp_path / "run")
+    assert code == 0 and "own channel statistics" in out
+    model = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
+    assert model["name"] == "cifar10-custom"
+    assert model["mean"] == pytest.approx([200 / 255] * 3)
