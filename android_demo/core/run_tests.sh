@@ -49,15 +49,4 @@ java -cp "$BUILD/classes:$BUILD/test-classes:$HERE/src/test/resources:$LIBS" org
 STATUS=${PIPESTATUS[0]}
 set -e
 
-# JUnit prints "OK (N tests)" or "Tests run: N,  Failures: F".
-if OK=$(grep -Eo '^OK \([0-9]+ tests?\)' "$BUILD/junit.txt"); then
-  RUN=$(echo "$OK" | grep -Eo '[0-9]+'); FAILED=0
-else
-  RUN=$(grep -Eo 'Tests run: [0-9]+' "$BUILD/junit.txt" | grep -Eo '[0-9]+' | tail -1)
-  FAILED=$(grep -Eo 'Failures: [0-9]+' "$BUILD/junit.txt" | grep -Eo '[0-9]+' | tail -1)
-  RUN=${RUN:-0}; FAILED=${FAILED:-1}
-fi
-echo "$((RUN - FAILED)) passed, $FAILED failed"
-if [[ $STATUS -ne 0 || $FAILED -ne 0 ]]; then
-  exit 1
-fi
+bash "$HERE/../junit_summary.sh" "$BUILD/junit.txt" "$STATUS"

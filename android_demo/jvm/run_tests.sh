@@ -26,13 +26,4 @@ set +e
   org.junit.runner.JUnitCore $CLASSES 2>&1 | grep -v '^\(INFO\|WARNING\): \[') | tee "$BUILD/junit.txt"
 STATUS=${PIPESTATUS[0]}
 set -e
-if OK=$(grep -Eo '^OK \([0-9]+ tests?\)' "$BUILD/junit.txt"); then
-  RUN=$(echo "$OK" | grep -Eo '[0-9]+'); FAILED=0
-else
-  RUN=$(grep -Eo 'Tests run: [0-9]+' "$BUILD/junit.txt" | grep -Eo '[0-9]+' | tail -1)
-  FAILED=$(grep -Eo 'Failures: [0-9]+' "$BUILD/junit.txt" | grep -Eo '[0-9]+' | tail -1)
-  RUN=${RUN:-0}; FAILED=${FAILED:-1}
-fi
-grep -q '^OK\|^Tests run' "$BUILD/junit.txt" || FAILED=1
-echo "$((RUN - FAILED)) passed, $FAILED failed"
-[[ $STATUS -eq 0 && $FAILED -eq 0 ]]
+bash "$HERE/../junit_summary.sh" "$BUILD/junit.txt" "$STATUS"
