@@ -203,9 +203,7 @@ def _matched(args, split, model_classes, split_name):
     matched, note = match_classes(split, model_classes, "the model")
     if note:
         print(f"note: {args.data} {split_name}: {note}", flush=True)
-    if not any(str(n) not in (f"class_{i}", str(i)) for i, n in enumerate(model_classes)):
-        return matched  # The model knows its classes by position only: the data's names stand.
-    return matched.relabelled(np.arange(len(model_classes)), model_classes) if note is None else matched
+    return matched
 
 
 def _is_converted(path: str) -> bool:
@@ -568,12 +566,7 @@ def cmd_predict(args) -> int:
 
 def _class_names_of(model_path: str, num_classes: int) -> list[str]:
     """The class names saved beside a trained model (run folder's config.json), if any."""
-    p = Path(model_path)
-    config_file = (p if p.is_dir() else p.parent) / "config.json"
-    try:
-        names = json.loads(config_file.read_text()).get("class_names")
-    except (OSError, ValueError):
-        names = None
+    names = _run_record(model_path).get("class_names")
     if isinstance(names, list) and len(names) == num_classes:
         return [str(n) for n in names]
     return [f"class_{i}" for i in range(num_classes)]

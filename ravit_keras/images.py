@@ -109,16 +109,29 @@ def check_pixels(image: np.ndarray, where: str) -> np.ndarray:
         return image
     if not np.issubdtype(image.dtype, np.floating):
         raise ImageError(f"{where}: expected uint8 or float pixels, got dtype {image.dtype}.")
-    if not np.isfinite(image).all():
-        raise ImageError(f"{where}: the image holds NaN or infinite values.")
+    check_float_pixels(image, where)
+    return image
+
+
+def check_float_pixels(image: np.ndarray, where: str = "The image") -> None:
+    """Refuses float pixels a model was not trained on: NaN, infinite, outside 0..255,
+    or all within 0..1 (an image scaled to 0..1 would be read as near-black).
+
+    Two reductions only (NaN and inf propagate into min/max): cheap enough for the
+    scheduler's per-image path.
+
+    Raises:
+        ImageError: naming ``where`` and what is wrong.
+    """
     lo, hi = float(image.min()), float(image.max())
-    if lo < 0 or hi > 255:
+    if not (0.0 <= lo and hi <= 255.0):  # NaN fails both comparisons.
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ImageError(f"{where} holds NaN or infinite values; the models take pixels 0..255.")
         raise ImageError(f"{where}: pixel values {lo:g}..{hi:g} are outside 0..255.")
     if hi <= 1.0 and image.size > 3:
         raise ImageError(
             f"{where}: float pixels all within 0..1; the models take raw pixels 0..255 "
             "(multiply by 255 first).")
-    return image
 
 
 def images_in(paths: list[str | os.PathLike]) -> list[str]:

@@ -90,9 +90,8 @@ def read_images(files: Sequence[str], size: tuple[int, int], skip_bad: bool = Fa
 def predict_with_scheduler(scheduler, items: Iterable[tuple[str, np.ndarray]], top_k: int = 3,
                            thresholds: Any = None) -> Iterator[Prediction]:
     """Classifies ``(source, image)`` pairs one at a time on converted submodels."""
-    taus = None if thresholds is None else thresholds
     for source, image in items:
-        c = scheduler.classify(image, taus)
+        c = scheduler.classify(image, thresholds)
         yield from_classification(c, source, scheduler.labels, top_k)
 
 

@@ -375,10 +375,12 @@ def _generic(names) -> bool:
 def match_classes(split: DataSplit, model_classes, where: str = "the model") -> tuple[DataSplit, str | None]:
     """Matches a split's labels to a model's classes by name.
 
-    Same names in the same order: the split as it is. The same names in another
+    Same names in the same order: the split as it is. Labels without names
+    (``class_<i>`` or digits) are taken by position and get the model's names. The
+    same names in another
     order, or a subset of the model's classes (a class with no images here): the
     labels are mapped by name and a note says so. Names the model does not know
-    are refused. Without real names on either side (``class_<i>`` or digits), the
+    are refused. When only the model's names are placeholders, the
     class counts must agree.
 
     Returns:
@@ -393,7 +395,8 @@ def match_classes(split: DataSplit, model_classes, where: str = "the model") -> 
         return split, None
     if _generic(names):
         if len(names) <= len(model_classes):
-            return split, None  # Labels without names: positions are all there is.
+            # Labels without names: positions are all there is; the model's names stand.
+            return (split if _generic(model_classes) else split._with(class_names=model_classes)), None
         raise DatasetError(
             f"The data's labels go up to {len(names) - 1}, but {where} has {len(model_classes)} classes.")
     if _generic(model_classes):

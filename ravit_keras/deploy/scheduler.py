@@ -24,6 +24,7 @@ from ravit_keras.deploy.manifest import ManifestError, load_manifest
 from ravit_keras.deploy.quantization import QUANT_RANGES, dequantize, requantize
 from ravit_keras.exits.per_class import per_class_from_counts
 from ravit_keras.exits.uncertainty import validate_thresholds
+from ravit_keras.images import check_float_pixels
 
 
 def _exp_entropy(q: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
@@ -43,17 +44,6 @@ def _exp_entropy(q: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]
 
 
 # Submodels -----------------------------------------------------------------------
-
-
-def _check_float_pixels(image: np.ndarray) -> None:
-    """Refuses float pixels a model was not trained on: NaN, infinite, outside 0..255,
-    or all within 0..1 (an image scaled to 0..1 would be read as near-black)."""
-    lo, hi = float(image.min()), float(image.max())
-    if not (0.0 <= lo and hi <= 255.0):  # NaN fails both comparisons.
-        bad = "NaN or infinite values" if not (np.isfinite(lo) and np.isfinite(hi)) else f"values {lo:g}..{hi:g}"
-        raise ValueError(f"The image holds {bad}; the model takes pixels 0..255.")
-    if hi <= 1.0 and image.size > 3:
-        raise ValueError("The float image lies within 0..1; the model takes raw pixels 0..255 (multiply by 255).")
 
 
 class Submodel:
@@ -318,7 +308,7 @@ class RAViTScheduler:
         image = np.asarray(image)
         if image.dtype == self._input_dtype and image.shape == self.image_shape:
             if image.dtype.kind == "f":
-                _check_float_pixels(image)
+                check_float_pixels(image)
             return image[None]
         if image.shape == self.image_shape:
             image = image[None]
@@ -335,7 +325,7 @@ class RAViTScheduler:
             return image.astype(np.float32)
         if image.dtype != np.float32:
             raise ValueError(f"Image dtype {image.dtype} not supported; give uint8 or float32 pixels 0..255.")
-        _check_float_pixels(image)
+        check_float_pixels(image)
         return image
 
     def classify(self, image: np.ndarray, thresholds: Any = None) -> Classification:
