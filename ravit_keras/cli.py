@@ -503,14 +503,11 @@ def cmd_predict(args) -> int:
     from ravit_keras import images as image_io
     from ravit_keras import prediction
 
-    if args.top_k < 1:
-        raise ValueError(f"--top-k must be at least 1, got {args.top_k}.")
     writer = prediction.PredictionWriter(args.out) if args.out else None
     files = image_io.images_in(args.images)
     if args.limit:
         files = files[: args.limit]
     warn = lambda msg: print(f"ravit predict: warning: {msg}", file=sys.stderr)  # noqa: E731
-    rows_out = []
     if _is_converted(args.model):
         from ravit_keras.deploy.scheduler import RAViTScheduler
 
@@ -548,7 +545,6 @@ def cmd_predict(args) -> int:
                 writer.write(p)
                 bar.update(i + 1)
             else:
-                rows_out.append(p)
                 print(prediction.format_prediction(p))
 
     if writer is not None:
