@@ -40,7 +40,14 @@ from ravit_keras.train import (  # noqa: E402
     train,
 )
 
-MODELS = {"ViT-3": "0-3", "ViT-4": "0-4", "RAViT 1-3": "1-3"}
+# name -> config changes. "LIT": the first full-resolution layer of RAViT 1-3 is an
+# attention-free MLP block (LIT, "Less is More: Pay Less Attention").
+MODELS = {
+    "ViT-3": {"layers": "0-3"},
+    "ViT-4": {"layers": "0-4"},
+    "RAViT 1-3": {"layers": "1-3"},
+    "RAViT 1-3 LIT": {"layers": "1-3", "mlp_layers": "0-1"},
+}
 
 
 def measure_throughput(config, batch_size: int, steps: int, seed: int = 0) -> float:
@@ -67,6 +74,8 @@ def add_recipe_arguments(p: argparse.ArgumentParser, *, epochs: int, batch_size:
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup-epochs", type=float, default=0.5)
     p.add_argument("--limit-train", type=int, help="use only the first N training images")
+    p.add_argument("--dtype-policy", default="float32", choices=("float32", "mixed_bfloat16"))
+    p.add_argument("--xla", default="auto", choices=("auto", "on", "off"))
 
 
 def run_study(base, models: dict, train_split, test_split, args, out: Path, dataset_title: str) -> dict:
@@ -79,6 +88,7 @@ def run_study(base, models: dict, train_split, test_split, args, out: Path, data
     recipe = TrainingConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=0,
+        dtype_policy=args.dtype_policy, xla=args.xla,
     )
     results = {"recipe": recipe.__dict__, "train_images": train_split.num_examples,
                "test_images": test_split.num_examples, "models": {}}
@@ -86,8 +96,8 @@ def run_study(base, models: dict, train_split, test_split, args, out: Path, data
     previous = {}
     if (out / "results.json").is_file():  # Keeps the training times of finished runs.
         previous = json.loads((out / "results.json").read_text()).get("models", {})
-    for name, layers in models.items():
-        config = base.replace(layers=layers)
+    for name, changes in models.items():
+        config = base.replace(**changes)
         run = out / name.replace(" ", "_")
         entry = {"layers": config.layer_spec, "mflops": 2 * flops.model_macs(config) / 1e6}
         if throughput_steps:
@@ -96,7 +106,7 @@ def run_study(base, models: dict, train_split, test_split, args, out: Path, data
         if not (run / MODEL_FILE).exists():
             start = time.perf_counter()
             ds = make_pipeline(train_split, config, args.batch_size, training=True, seed=0)
-            train(config, ds, run, recipe, verbose=2)
+            train(config, ds, run, recipe, verbose=2, class_names=train_split.class_names)
             # Wall time of this call only: a resumed run counts just the epochs it ran.
             entry["train_seconds"] = time.perf_counter() - start
         elif "train_seconds" in previous.get(name, {}):

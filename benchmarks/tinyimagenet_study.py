@@ -28,7 +28,7 @@ from cifar10_study import add_recipe_arguments, run_study  # noqa: E402
 from ravit_keras.config import get_config  # noqa: E402
 from ravit_keras.data import load_split  # noqa: E402
 
-MODELS = {"RAViT 2-0-3": "2-0-3", "ViT-3": "0-0-3", "ViT-4": "0-0-4"}
+MODELS = {"RAViT 2-0-3": {"layers": "2-0-3"}, "ViT-3": {"layers": "0-0-3"}, "ViT-4": {"layers": "0-0-4"}}
 
 
 def main(argv=None) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-MODES = ("auto", "int8", "int16x8", "float32")
+MODES = ("auto", "int8", "int8-full", "dynamic", "int16x8", "float32")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -691,8 +691,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--out", required=True, help="output folder (written atomically)")
     p.add_argument("--mode", default="auto", choices=MODES,
-                   help="auto: convert int8 and float32 and keep the one fastest ON THIS MACHINE within "
-                        "1 top-1 point; for a phone pass int8 (fast on ARM)")
+                   help="int8: integer matrix products, one XNNPACK partition per submodel (for phones); "
+                        "int8-full: every op integer (NPU/DSP delegates); dynamic: int8 weights, float "
+                        "activations; int16x8; float32; auto: convert all and keep the fastest ON THIS "
+                        "MACHINE within 1 top-1 point")
     _add_calibration_args(p, 2000)
     p.add_argument("--quantization-images", type=_positive_int, default=500,
                    help="how many of the calibration images calibrate the int8 activation ranges")

@@ -6,12 +6,24 @@ One submodel per branch that runs, each with batch 1 fixed in its signature:
              cls_in (1, d)       CLS token of the previous branch (not on the first)
     outputs: logits (1, classes), cls_out (1, d)
 
-Modes: ``int8`` (full integer, calibrated on real images: uint8 pixels and a
-uint8 ``cls_in`` in, since the converter applies one input type to every input;
-int8 ``logits`` and ``cls_out`` out; the scheduler requantises cls_out into
-cls_in), ``int16x8`` (16-bit activations, 8-bit weights, float32 interface: for
-when full int8 loses too much) and ``float32``. ``mode_selection.convert_fastest`` (the CLI's
-``--mode auto``) converts to several and keeps the fastest accurate one.
+Modes:
+
+- ``int8`` (default, fast on XNNPACK): int8 weights and activations for every
+  matrix product (fully-connected layers, the attention BATCH_MATMULs, the
+  patch-embedding convolution), float only where XNNPACK has no int8 kernel
+  (SOFTMAX, GELU, LayerNorm), so each submodel runs as ONE XNNPACK partition.
+  Calibrated on real images; uint8 pixels and a uint8 ``cls_in`` in (the
+  converter applies one input type to every input), int8 ``logits`` and
+  ``cls_out`` out; the scheduler requantises cls_out into cls_in.
+- ``int8-full``: every op in int8 (the same interface), for NPU/DSP delegates
+  that need an all-integer graph; on XNNPACK it splits into many partitions.
+- ``dynamic``: int8 weights, float activations (dynamic range), float32 interface.
+- ``int16x8``: 16-bit activations, 8-bit weights, float32 interface: for when
+  int8 loses too much (not delegated to XNNPACK: slow on CPUs).
+- ``float32``.
+
+``mode_selection.convert_fastest`` (the CLI's ``--mode auto``) converts to all
+of them and keeps the fastest accurate one on the converting machine.
 
 The manifest is what the runtimes (``ravit_keras.deploy.scheduler``, the Android core)
 read: exit order, files and checksums, tensor names, shapes, dtypes and
@@ -36,6 +48,7 @@ from ravit_keras.deploy.flatbuffer import (
     builtin_op_names,
     describe_tensors,
     fix_pixel_input_quantization,
+    separate_output_dequantize,
     symmetrize_matmul_operands,
 )
 from ravit_keras.deploy.manifest import (
@@ -53,7 +66,9 @@ from ravit_keras.exits import calibrate_thresholds
 from ravit_keras.io_utils import atomic_directory
 from ravit_keras.model import flops
 
-MODES = ("int8", "int16x8", "float32")
+MODES = ("int8", "int8-full", "dynamic", "int16x8", "float32")
+# Modes whose submodels take uint8 pixels and give int8 logits and CLS tokens.
+INTEGER_IO_MODES = ("int8", "int8-full")
 
 
 # Keras -> SavedModel -> TFLite ----------------------------------------------
@@ -103,9 +118,82 @@ def branch_float_inputs(model, images: np.ndarray, batch_size: int = 256) -> lis
     return per_branch
 
 
+# Ops left in float inside the fast int8 graph: XNNPACK has no int8 kernel for them
+# (LiteRT's built-in kernels, 4-47x slower, would split the graph into partitions),
+# but it runs QUANTIZE/DEQUANTIZE, so float islands stay inside one XNNPACK partition.
+FLOAT_ISLAND_OPS = ("SOFTMAX", "GELU")
+# LayerNorm lowers to these; the whole LayerNorm stays float (its int8 mean and
+# variance are the lossy, slow part). Matrix products are never kept float.
+LAYER_NORM_OPS = ("MEAN", "SUB", "MUL", "ADD", "RSQRT", "SQUARED_DIFFERENCE", "SQUARE", "DIV")
+
+
+def xnnpack_int8_graph(branch_model):
+    """The branch model as the fast int8 mode exports it: the same function, other ops.
+
+    XNNPACK has no int8 AVERAGE_POOL_2D, so an in-graph downscale by average
+    pooling becomes the equal depthwise convolution with weights 1/(kh·kw)
+    (XNNPACK runs it, in float between DEQUANTIZE/QUANTIZE). Every other layer
+    is shared with ``branch_model``, weights included.
+    """
+    import keras
+
+    if not any(isinstance(l, keras.layers.AveragePooling2D) for l in branch_model.layers):
+        return branch_model
+
+    def clone(layer):
+        if not isinstance(layer, keras.layers.AveragePooling2D):
+            return layer
+        kh, kw = layer.pool_size
+        conv = keras.layers.DepthwiseConv2D((kh, kw), strides=(kh, kw), padding=layer.padding,
+                                            use_bias=False, name=layer.name)
+        conv.build((None, None, None, 3))
+        conv.set_weights([np.full((kh, kw, 3, 1), 1.0 / (kh * kw), np.float32)])
+        return conv
+
+    return keras.models.clone_model(branch_model, clone_function=clone)
+
+
+def layer_norm_names(branch_model) -> list[str]:
+    """Names of the LayerNormalization layers inside ``branch_model`` (nested included)."""
+    import keras
+
+    return sorted({l.name for l in branch_model._flatten_layers(include_self=False)
+                   if isinstance(l, keras.layers.LayerNormalization)})
+
+
+def float_island_nodes(calibrated: bytes, norm_names: Sequence[str]) -> list[str]:
+    """Output tensor names of the LayerNorm ops in a calibrated flatbuffer (to keep float).
+
+    An op belongs to a LayerNorm when its output name's first location lies in a
+    LayerNormalization layer (``.../attention_norm_1/Mean``) and it is one of the
+    element-wise ops LayerNorm lowers to; a FULLY_CONNECTED with the LayerNorm's
+    scale folded in also carries its name and stays int8.
+    """
+    import re
+
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    pattern = re.compile(r"/(" + "|".join(re.escape(n) for n in norm_names) + r")(_\d+)?/")
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
+    graph = model.subgraphs[0]
+    nodes = []
+    for op in graph.operators:
+        if flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) not in LAYER_NORM_OPS:
+            continue
+        for t in op.outputs:
+            name = graph.tensors[t].name.decode()
+            if norm_names and pattern.search(name.split(";")[0]):
+                nodes.append(name)
+    return nodes
+
+
 def convert_saved_model(saved_model_dir: str, mode: str,
-                        representative: Sequence[dict[str, np.ndarray]] | None) -> bytes:
-    """TFLite flatbuffer of a SavedModel in ``mode`` (builtin ops only, no Flex)."""
+                        representative: Sequence[dict[str, np.ndarray]] | None,
+                        float_norms: Sequence[str] = ()) -> bytes:
+    """TFLite flatbuffer of a SavedModel in ``mode`` (builtin ops only, no Flex).
+
+    ``float_norms``: LayerNormalization layer names kept in float in ``int8`` mode.
+    """
     import tensorflow as tf
 
     if mode not in MODES:
@@ -114,19 +202,41 @@ def convert_saved_model(saved_model_dir: str, mode: str,
     if mode == "float32":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         return converter.convert()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "dynamic":  # int8 weights, float activations: XNNPACK's QD8 kernels.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        return converter.convert()
     if not representative:
         raise ValueError(f"Mode {mode} needs calibration images.")
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: iter(representative)
-    if mode == "int8":
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8  # Camera pixels go in as they are.
-        converter.inference_output_type = tf.int8
-    else:
+    if mode == "int16x8":
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
         ]
-    return converter.convert()
+        return converter.convert()
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8  # Camera pixels go in as they are.
+    converter.inference_output_type = tf.int8
+    if mode == "int8-full":
+        return converter.convert()
+    # int8: the converter's own selective quantisation (what QuantizationDebugger
+    # does): calibrate, then quantise with the float islands on its deny lists.
+    from tensorflow.lite.python import convert as tflite_convert
+
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    from tensorflow.lite.python import util as tflite_util
+
+    quantized = tflite_convert.mlir_quantize(
+        calibrated, fully_quantize=False,  # The body only: float I/O with QUANTIZE/DEQUANTIZE.
+        denylisted_ops=list(FLOAT_ISLAND_OPS),
+        denylisted_nodes=float_island_nodes(calibrated, float_norms),
+    )
+    # Float I/O with QUANTIZE/DEQUANTIZE at the edges; the converter's own IO rewrite
+    # (as for int8-full) turns them into uint8 inputs and int8 outputs.
+    return bytes(tflite_util.modify_model_io_type(separate_output_dequantize(quantized),
+                                                  inference_input_type=tf.uint8,
+                                                  inference_output_type=tf.int8))
 
 
 # The whole conversion ----------------------------------------------------------
@@ -202,10 +312,12 @@ def convert(
             first = k == 0
             start = time.perf_counter()
             saved = Path(work) / f"saved_{branch + 1}"
+            graph = xnnpack_int8_graph(branch_model) if options.mode == "int8" else branch_model
             with quiet_native_output():  # The converter's C++ logs; shown if it fails.
-                export_saved_model(branch_model, config, first, saved)
-                tflite = convert_saved_model(str(saved), options.mode, per_branch_inputs[k])
-            if options.mode == "int8":
+                export_saved_model(graph, config, first, saved)
+                tflite = convert_saved_model(str(saved), options.mode, per_branch_inputs[k],
+                                             float_norms=layer_norm_names(branch_model))
+            if options.mode in INTEGER_IO_MODES:
                 tflite = fix_pixel_input_quantization(tflite)
                 tflite, _ = symmetrize_matmul_operands(tflite)
             ops = builtin_op_names(tflite)
@@ -242,7 +354,7 @@ def convert(
             "image": {
                 "height": config.image_size[0], "width": config.image_size[1], "channels": 3,
                 "layout": "NHWC", "color": "RGB",
-                "dtype": "uint8" if options.mode == "int8" else "float32",
+                "dtype": "uint8" if options.mode in INTEGER_IO_MODES else "float32",
                 "value_range": [0, 255],
             },
             "entropy": "natural log, not normalised; exit when entropy <= threshold",

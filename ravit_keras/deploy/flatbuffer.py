@@ -75,6 +75,46 @@ def symmetrize_matmul_operands(tflite: bytes) -> tuple[bytes, int]:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), changed
 
 
+def separate_output_dequantize(tflite: bytes) -> bytes:
+    """Gives float consumers of a dequantised graph output their own DEQUANTIZE.
+
+    In the int8 graph with float islands, the float CLS token that leaves the
+    graph (through the output DEQUANTIZE) also feeds the float exit LayerNorm.
+    The converter's IO rewrite (``modify_model_io_type``) removes output
+    DEQUANTIZE ops to make the outputs int8, which would leave that LayerNorm
+    reading a deleted tensor; with a DEQUANTIZE of its own it reads the same
+    values and the rewrite is safe.
+    """
+    import copy
+
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+    graph = model.subgraphs[0]
+    outputs = set(int(t) for t in graph.outputs)
+    position = 0
+    while position < len(graph.operators):
+        op = graph.operators[position]
+        position += 1
+        out = int(op.outputs[0])
+        if flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) != "DEQUANTIZE" or out not in outputs:
+            continue
+        consumers = [c for c in graph.operators if out in list(c.inputs)]
+        if not consumers:
+            continue
+        tensor = copy.deepcopy(graph.tensors[out])
+        tensor.name = tensor.name + b"/for_float_consumers"
+        graph.tensors.append(tensor)
+        new_index = len(graph.tensors) - 1
+        twin = copy.deepcopy(op)
+        twin.outputs = [new_index]
+        graph.operators.insert(position, twin)
+        position += 1
+        for c in consumers:
+            c.inputs = [new_index if int(t) == out else t for t in c.inputs]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
 def describe_tensors(tflite: bytes) -> dict[str, dict[str, Any]]:
     """Signature tensors of a submodel: name -> index, shape, dtype, quantisation.
 

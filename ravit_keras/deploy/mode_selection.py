@@ -14,9 +14,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ravit_keras.deploy.convert import ConversionOptions, convert
+from ravit_keras.deploy.convert import MODES, ConversionOptions, convert
 from ravit_keras.deploy.manifest import MANIFEST_FILE
-from ravit_keras.deploy.profiling import interleaved_latency
+from ravit_keras.deploy.profiling import cpu_description, interleaved_latency, undelegated_ops
 from ravit_keras.deploy.scheduler import RAViTScheduler
 from ravit_keras.io_utils import atomic_directory
 
@@ -27,7 +27,7 @@ def convert_fastest(
     calibration_images: np.ndarray,
     calibration_labels: np.ndarray,
     *,
-    candidates: Sequence[str] = ("int8", "float32"),
+    candidates: Sequence[str] = MODES,
     max_accuracy_drop: float = 0.01,
     class_names: Sequence[str] | None = None,
     options: ConversionOptions = ConversionOptions(),
@@ -40,14 +40,18 @@ def convert_fastest(
     Each candidate is timed here (its submodels interleaved, 1 thread, summed:
     the no-early-exit latency) and evaluated on the labelled calibration images
     (no early exit). The fastest mode whose top-1 is within ``max_accuracy_drop``
-    of the best candidate's wins; the measurements are recorded in the manifest
-    under ``mode_selection``. The timing is of THIS machine: for a phone, convert
+    of the best candidate's wins; every candidate's latency, accuracy, XNNPACK
+    partitions and undelegated ops are recorded in the manifest under
+    ``mode_selection``. The timing is of THIS machine: for a phone, convert
     with the mode that is fast there (``int8`` on ARM CPUs with dot-product
     instructions).
     """
     say = progress or (lambda _msg: None)
     if calibration_labels is None:
         raise ValueError("Choosing a mode needs labelled calibration images.")
+    unknown = [m for m in candidates if m not in MODES]
+    if unknown or not candidates:
+        raise ValueError(f"Candidate modes {unknown or '(none)'} are not among {MODES}.")
     out_dir = Path(out_dir)
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         measured = {}
@@ -61,10 +65,17 @@ def convert_fastest(
             accuracy = sched.evaluate(calibration_images, calibration_labels, thresholds=0.0)["accuracy"]
             del sched
             files = [folder / e["file"] for e in manifest["exits"]]
-            measured[mode] = {"files": files, "accuracy": accuracy}
+            delegation = [undelegated_ops(f) for f in files]
+            measured[mode] = {
+                "files": files, "accuracy": accuracy,
+                "xnnpack_partitions": [d["delegate_partitions"] for d in delegation],
+                "ops_not_delegated": [d["not_delegated"] for d in delegation],
+            }
         timing = interleaved_latency([f for m in measured.values() for f in m["files"]], rounds=3, runs=50)
         for m in measured.values():
-            m["latency_ms"] = sum(timing[str(f)]["median_ms"] for f in m.pop("files"))
+            files = m.pop("files")
+            m["submodel_latency_ms"] = [timing[str(f)]["median_ms"] for f in files]
+            m["latency_ms"] = sum(m["submodel_latency_ms"])
         best_accuracy = max(m["accuracy"] for m in measured.values())
         eligible = {k: m for k, m in measured.items() if m["accuracy"] >= best_accuracy - max_accuracy_drop}
         chosen = min(eligible, key=lambda k: eligible[k]["latency_ms"])
@@ -75,7 +86,7 @@ def convert_fastest(
         manifest_path = tmp / chosen / MANIFEST_FILE
         manifest = json.loads(manifest_path.read_text())
         manifest["mode_selection"] = {
-            "chosen": chosen, "measured_on_this_host": measured,
+            "chosen": chosen, "host": cpu_description(), "measured_on_this_host": measured,
             "rule": f"fastest mode within {max_accuracy_drop} top-1 of the best, timed on the converting machine",
         }
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")

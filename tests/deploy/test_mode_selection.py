@@ -35,7 +35,13 @@ def test_convert_fastest_keeps_one_accurate_mode_and_records_why(tflite_trained_
                                options=ConversionOptions(num_calibration=100), progress=None)
     selection = manifest["mode_selection"]
     measured = selection["measured_on_this_host"]
-    assert set(measured) == {"int8", "float32"}
+    from ravit_keras.deploy.convert import MODES
+
+    assert set(measured) == set(MODES)  # Every mode is a candidate by default.
+    for m in measured.values():  # Latency, partitions and undelegated ops per submodel.
+        assert len(m["submodel_latency_ms"]) == len(m["xnnpack_partitions"]) == len(m["ops_not_delegated"]) == 2
+    assert measured["int8"]["xnnpack_partitions"] == [1, 1]
+    assert "host" in selection
     chosen = selection["chosen"]
     assert manifest["quantization"] == chosen
     best = max(m["accuracy"] for m in measured.values())
@@ -48,7 +54,8 @@ def test_convert_fastest_keeps_one_accurate_mode_and_records_why(tflite_trained_
                                                       "labels.txt", "manifest.json"]
     assert not list(tmp_path.glob(".auto*"))
     assert json.loads((out / "manifest.json").read_text())["mode_selection"]["chosen"] == chosen
-    RAViTScheduler(out).classify(t.test_images[0] if chosen == "int8" else t.test_images[0].astype(np.float32))
+    RAViTScheduler(out).classify(t.test_images[0] if chosen in ("int8", "int8-full")
+                                 else t.test_images[0].astype(np.float32))
 
 
 def test_convert_fastest_needs_labels(tflite_trained_ravit, tmp_path):
