@@ -3,7 +3,8 @@ submodels and an early-exit scheduler.
 
 The package follows the data flow: ``config`` → ``data`` (images) and ``model``
 (branches, joint model, cost model) → ``train`` / ``evaluation`` → ``exits``
-(early-exit maths) → ``deploy`` (submodels, manifest, scheduler, benchmarks).
+(early-exit maths) → ``deploy`` (submodels, manifest, scheduler, benchmarks);
+``presets`` holds trained models that ship (``from_preset("ravit_1-3_cifar10")``).
 The public names below load lazily, so ``import ravit_keras.exits`` or the
 scheduler does not pull in TensorFlow until a Keras model is needed.
 """
@@ -21,6 +22,7 @@ _EXPORTS = {
     "predict_exit_logits": "evaluation", "evaluate_logits": "evaluation",
     "convert": "deploy", "ConversionOptions": "deploy",
     "RAViTScheduler": "deploy", "load_manifest": "deploy",
+    "from_preset": "presets", "available_presets": "presets", "preset_card": "presets",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -21,7 +21,9 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-MODES = ("auto", "int8", "int8-full", "dynamic", "int16x8", "float32")
+from ravit_keras.deploy.convert import MODES as CONVERSION_MODES  # noqa: E402  (no TensorFlow import)
+
+MODES = ("auto",) + CONVERSION_MODES
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -40,6 +42,25 @@ def _floats(text: str) -> list[float]:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+
+
+def _conversion_modes(text: str) -> tuple[str, ...]:
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in modes if m not in CONVERSION_MODES]
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(
+            f"expected modes among {', '.join(CONVERSION_MODES)} separated by commas, got {text!r}")
+    return modes
+
+
+def _model_path(text: str) -> str:
+    """A --model value: a path, or ``preset:NAME`` for a trained model that ships with the package."""
+    from ravit_keras.presets import resolve_model_path
+
+    try:
+        return resolve_model_path(text)
+    except LookupError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -336,6 +357,9 @@ def cmd_eval(args) -> int:
         name, _, path = spec.partition("=")
         if not path:
             raise ValueError(f"--baseline expects NAME=MODEL_PATH, got {spec!r}.")
+        from ravit_keras.presets import resolve_model_path
+
+        path = resolve_model_path(path)
         base = _load_model(path)
         b_logits, b_labels = predict_exit_logits(base, split, args.batch_size)
         acc = float(np.mean(b_logits[-1].argmax(-1) == b_labels))
@@ -374,9 +398,11 @@ def cmd_convert(args) -> int:
           f"{min(args.quantization_images, len(images))} and thresholds from {len(images)} "
           f"{args.data} {cal_where}", flush=True)
     options = ConversionOptions(num_calibration=args.quantization_images)
+    if args.mode != "auto" and args.candidates != CONVERSION_MODES:
+        raise ValueError("--candidates applies to --mode auto only.")
     if args.mode == "auto":
         manifest = convert_fastest(model, args.out, images, labels, class_names=split.class_names,
-                                   calibration_source=cal_where,
+                                   calibration_source=cal_where, candidates=args.candidates,
                                    options=options, overwrite=args.overwrite)
     else:
         options.mode = args.mode
@@ -581,7 +607,7 @@ def cmd_bench(args) -> int:
     quiet = lambda msg: None  # noqa: E731
     result = run_benchmark(model, baseline, images, labels, cal_images, cal_labels, args.out,
                            thresholds=args.thresholds, num_threads=args.threads,
-                           naive=not args.no_naive, class_names=cal.class_names,
+                           naive=not args.no_naive, class_names=cal.class_names, modes=args.modes,
                            progress=print if args.progress != "none" else quiet)
     print((Path(args.out) / "benchmark.md").read_text())
     return 0 if result else 1
@@ -669,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = add("eval", "per-exit accuracy, early-exit routing, threshold sweep, calibration, per-class results")
-    p.add_argument("--model", required=True, help=".keras file or training run folder")
+    p.add_argument("--model", required=True, type=_model_path, help=".keras file, training run folder or preset:NAME")
     _add_data_args(p)
     p.add_argument("--split", default="test", help="split evaluated")
     p.add_argument("--limit", type=_positive_int, help="evaluate only the first N images")
@@ -687,7 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = add("convert", "trained model -> TFLite submodels + manifest (mode auto by default; int8 for phones)")
-    p.add_argument("--model", required=True, help=".keras file or training run folder")
+    p.add_argument("--model", required=True, type=_model_path, help=".keras file, training run folder or preset:NAME")
     _add_data_args(p)
     p.add_argument("--out", required=True, help="output folder (written atomically)")
     p.add_argument("--mode", default="auto", choices=MODES,
@@ -695,6 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "int8-full: every op integer (NPU/DSP delegates); dynamic: int8 weights, float "
                         "activations; int16x8; float32; auto: convert all and keep the fastest ON THIS "
                         "MACHINE within 1 top-1 point")
+    p.add_argument("--candidates", type=_conversion_modes, default=CONVERSION_MODES,
+                   help="comma-separated modes --mode auto converts and times (default: all of "
+                        + ", ".join(CONVERSION_MODES) + ")")
     _add_calibration_args(p, 2000)
     p.add_argument("--quantization-images", type=_positive_int, default=500,
                    help="how many of the calibration images calibrate the int8 activation ranges")
@@ -724,8 +753,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("predict", "classify image files or folders (no labels needed) with a converted or a Keras model")
     p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
-    p.add_argument("--model", required=True,
-                   help="folder written by ravit convert (runs the scheduler), or a .keras file / training run folder")
+    p.add_argument("--model", required=True, type=_model_path,
+                   help="folder written by ravit convert (runs the scheduler), or a .keras file / training run "
+                        "folder / preset:NAME")
     p.add_argument("--thresholds", type=_floats,
                    help="τ, one value or one per exit (default: the manifest's; a Keras model: 0, no early exit)")
     p.add_argument("--top-k", type=_positive_int, default=3, help="labels and probabilities per image")
@@ -739,8 +769,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = add("bench", "latency of RAViT (and optionally a classic ViT), int8 and float, side by side")
-    p.add_argument("--model", required=True, help="trained RAViT (.keras or run folder)")
-    p.add_argument("--baseline", help="trained classic ViT of the compared depth (optional)")
+    p.add_argument("--model", required=True, type=_model_path, help="trained RAViT (.keras, run folder or preset:NAME)")
+    p.add_argument("--baseline", type=_model_path, help="trained classic ViT of the compared depth (optional; path or preset:NAME)")
     _add_data_args(p)
     p.add_argument("--split", default="test", help="split streamed through the scheduler")
     p.add_argument("--limit", type=_positive_int, default=2000, help="images streamed")
@@ -749,6 +779,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="τ grid (default: 0, 1, 2, 5, 10 and 20 %% of ln C, the largest entropy)")
     p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT CPU threads")
     p.add_argument("--no-naive", action="store_true", help="skip the naive Keras-graph ViT baseline")
+    p.add_argument("--modes", type=_conversion_modes, default=CONVERSION_MODES,
+                   help="comma-separated conversion modes benchmarked side by side (default: all of "
+                        + ", ".join(CONVERSION_MODES) + ")")
     p.add_argument("--out", required=True, help="folder for the submodels, benchmark.json and benchmark.md")
     _add_progress(p)
     p.set_defaults(func=cmd_bench)

@@ -7,7 +7,9 @@ set -uo pipefail
 export RAVIT_WITH_JAVA=1
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh" || exit 1
 set +e  # setup.sh sets -e; a Python failure must not skip the Java tests.
-python -m pytest -q -p no:cacheprovider "$@"
+# Two workers (one per CI core), one test file per worker at a time: module fixtures are
+# built once, and the suite takes about 60 % of a serial run.
+python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=30 "$@"
 py=$?
 bash android_demo/core/run_tests.sh
 java=$?

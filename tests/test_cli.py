@@ -159,7 +159,7 @@ def test_convert_prints_only_its_own_lines(tflite_trained_ravit, tmp_path, capfd
     tflite_trained_ravit.model.save(model_path)
     capfd.readouterr()
     assert main(["convert", "--model", str(model_path), "--data", "generated", "--mode", "auto",
-                 "--calibration-images", "100", "--quantization-images", "20",
+                 "--candidates", "int8,float32", "--calibration-images", "100", "--quantization-images", "20",
                  "--out", str(tmp_path / "tflite")]) == 0
     out, err = capfd.readouterr()
     lines = [ln for ln in (out + err).splitlines() if ln.strip()]

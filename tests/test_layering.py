@@ -28,7 +28,7 @@ LAYERS = {
     "exits": 2,
     "train": 3, "evaluation": 3,
     "deploy": 4,
-    "prediction": 4,
+    "prediction": 4, "presets": 4,
     "cli": 5, "__main__": 6,
 }
 

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ravit_keras.deploy.convert import ConversionOptions, convert
+from ravit_keras.deploy.convert import MODES, ConversionOptions, convert
 from ravit_keras.deploy.profiling import (
     benchmark_tool_path,
     cpu_description,
@@ -92,6 +92,49 @@ def naive_float_and_int8(config, num_layers: int, calibration_images, out_dir: s
     return paths
 
 
+# The host's ceiling ----------------------------------------------------------------
+
+# One large FULLY_CONNECTED: (tokens x width) @ (width x 4·width), what a transformer's
+# MLP does, big enough that XNNPACK's GEMM runs at its best here. 64·512·2048 = 67 M MACs.
+CEILING_SHAPE = (64, 512, 2048)
+
+
+def fully_connected_ceiling_models(out_dir: str | Path, shape: tuple[int, int, int] = CEILING_SHAPE) -> dict[str, Path]:
+    """Writes one FULLY_CONNECTED as ``fc_ceiling_int8.tflite`` and ``_float32.tflite``.
+
+    Timed in the same interleaved run as the submodels, its GMAC/s is what this
+    CPU allows for int8 and float32 matrix work; a submodel's share of it says how
+    much of its time is not matrix work.
+    """
+    import keras
+    import tensorflow as tf
+
+    tokens, width, out_width = shape
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x = keras.Input((tokens, width), batch_size=1)
+    model = keras.Model(x, keras.layers.Dense(out_width, use_bias=True)(x))
+    rng = np.random.default_rng(0)
+    paths = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        for mode in ("int8", "float32"):
+            converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+            if mode == "int8":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.representative_dataset = lambda: (
+                    [rng.normal(size=(1, tokens, width)).astype(np.float32)] for _ in range(8))
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.inference_input_type = converter.inference_output_type = tf.int8
+            paths[mode] = out_dir / f"fc_ceiling_{mode}.tflite"
+            paths[mode].write_bytes(converter.convert())
+    return paths
+
+
+def ceiling_macs(shape: tuple[int, int, int] = CEILING_SHAPE) -> int:
+    return int(np.prod(shape))
+
+
 # The whole benchmark ----------------------------------------------------------------
 
 
@@ -119,7 +162,7 @@ def run_benchmark(
     *,
     thresholds: Sequence[float] | None = None,
     num_threads: int = 1,
-    modes: Sequence[str] = ("int8", "float32"),
+    modes: Sequence[str] = MODES,
     naive: bool = True,
     class_names: Sequence[str] | None = None,
     progress=print,
@@ -130,7 +173,9 @@ def run_benchmark(
     Writes every submodel (each mode) under ``out_dir``, times all of them
     interleaved in one process, runs ``litert-benchmark`` on each, lists the ops
     XNNPACK could not take, runs the scheduler end to end over ``images`` at
-    each threshold, and compares with the float Keras model. ``thresholds``
+    each threshold, and compares with the float Keras model. One large int8 and
+    float32 FULLY_CONNECTED, timed in the same run, give the host's matrix-work
+    ceiling and each submodel's share of it. ``thresholds``
     default to ``relative_thresholds(num_classes)``: the same grid for any class count.
     """
     say = progress or (lambda _msg: None)
@@ -162,10 +207,15 @@ def run_benchmark(
         for mode, p in naive_float_and_int8(baseline.ravit_config, layers, calibration_images[:200],
                                             out / "naive").items():
             files[f"naive_vit{layers}_{mode}"] = p
+    for mode, p in fully_connected_ceiling_models(out / "ceiling").items():
+        files[f"fc_ceiling_{mode}"] = p
     say(f"timing {len(files)} models interleaved ({num_threads} thread)")
     timing = interleaved_latency(list(files.values()), num_threads=num_threads)
     result["latency_ms"] = {name: timing[str(p)] for name, p in files.items()}
     result["delegation"] = {name: undelegated_ops(p) for name, p in files.items()}
+    result["fc_ceiling_gmacs"] = {
+        mode: ceiling_macs() / result["latency_ms"][f"fc_ceiling_{mode}"]["median_ms"] / 1e6
+        for mode in ("int8", "float32")}
     tool = {}
     if benchmark_tool_path():
         for name, p in files.items():
@@ -230,24 +280,33 @@ def format_benchmark(result: dict[str, Any], ravit_config, vit_config) -> str:
     """Markdown tables of a ``run_benchmark`` result."""
     lat = result["latency_ms"]
     lines = [f"CPU: {result['cpu']}; {result['threads']} thread(s); {result['images']} images.", ""]
+    ceiling = result.get("fc_ceiling_gmacs", {})
+    if ceiling:
+        lines += [f"Fully-connected ceiling here ({' x '.join(map(str, CEILING_SHAPE))} MACs, same run): "
+                  f"int8 {ceiling['int8']:.1f} GMAC/s, float32 {ceiling['float32']:.1f} GMAC/s. "
+                  "Share: a submodel's GMAC/s over the ceiling of its arithmetic (int8 for int8, "
+                  "int8-full and dynamic; float32 otherwise).", ""]
     tool = result.get("benchmark_tool", {})
-    lines += ["| submodel | MACs (layers) | median latency (ms) | litert-benchmark median (ms) | GMAC/s | ops not delegated to XNNPACK | partitions |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["| submodel | MACs (layers) | median latency (ms) | litert-benchmark median (ms) | GMAC/s | share of FC ceiling | ops not delegated to XNNPACK | partitions |",
+              "|---|---|---|---|---|---|---|---|"]
     costs = {"ravit": flops.branch_costs(ravit_config)}
     if vit_config is not None:
         costs["vit"] = flops.branch_costs(vit_config)
     for name, t in lat.items():
-        macs = ""
-        gmacs = ""
+        macs = gmacs = share = ""
         if "/" in name:
-            tag = name.split("_")[0]
+            tag, mode = name.split("/")[0].split("_", 1)
             branch = int(name.rsplit("branch_", 1)[1].split(".")[0]) - 1
             m = costs[tag][branch].macs
-            macs, gmacs = f"{m / 1e6:.2f} M", f"{m / t['median_ms'] / 1e6:.1f}"
+            rate = m / t["median_ms"] / 1e6
+            macs, gmacs = f"{m / 1e6:.2f} M", f"{rate:.1f}"
+            arithmetic = "int8" if mode in ("int8", "int8-full", "dynamic") else "float32"
+            if arithmetic in ceiling:
+                share = f"{100 * rate / ceiling[arithmetic]:.0f}% of {arithmetic}"
         d = result["delegation"][name]
         nd = format_op_counts(d["not_delegated"])
         tool_ms = tool.get(name, {}).get("median_ms", "")
-        lines.append(f"| {name} | {macs} | {t['median_ms']:.3f} | {tool_ms} | {gmacs} | {nd} | {d['delegate_partitions']} |")
+        lines.append(f"| {name} | {macs} | {t['median_ms']:.3f} | {tool_ms} | {gmacs} | {share} | {nd} | {d['delegate_partitions']} |")
 
     def total(prefix):
         return sum(t["median_ms"] for n, t in lat.items() if n.startswith(prefix))

@@ -27,6 +27,11 @@ from ravit_keras.exits.uncertainty import validate_thresholds
 from ravit_keras.images import check_float_pixels
 
 
+# Python's and NumPy's sums of at most a few thousand terms in [0, 1] differ by ~1e-13:
+# a margin a thousand times wider leaves no decision to rounding.
+_DECISION_MARGIN = 1e-9
+
+
 def _exp_entropy(q: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
     """Entropy of the softmax of raw logits ``q`` (integer with ``scale``, or float).
 
@@ -92,12 +97,40 @@ class Submodel:
         self.cumulative_macs = int(entry["cumulative_macs"])
         self.cls_source: dict | None = None  # Set by the scheduler: the producer's cls_out spec.
         self._cls_table: np.ndarray | None = None
-        self._exp_table = self._z_table = None
+        self._cls_bytes: bytes | None = None
+        self._exp_table = self._z_table = self._exp_list = self._z_list = None
         if entry["outputs"]["logits"]["dtype"] in ("int8", "uint8"):
             # z = (q - max q)·scale takes 256 values: tables of z and exp(z), made with
             # the very operations `_exp_entropy` applies, give the same bits in fewer calls.
             self._z_table = (0.0 - np.arange(256, dtype=np.float64)) * self.logits_scale
             self._exp_table = np.exp(self._z_table)
+            self._exp_list, self._z_list = self._exp_table.tolist(), self._z_table.tolist()
+
+    def exits_at(self, q: np.ndarray, tau: float) -> bool:
+        """Whether the exit rule stops at this exit: ``entropy(q)[2] <= tau``, exactly.
+
+        For integer logits the entropy is first summed in plain Python from the
+        tables (a few microseconds, where NumPy's calls cost tens right after an
+        invoke has evicted the caches). Its rounding differs from NumPy's by far
+        less than ``_DECISION_MARGIN``; only a value that close to ``tau`` is
+        decided by the NumPy computation itself, so every decision is the one
+        ``entropy`` gives.
+        """
+        if self._exp_list is None:
+            return self.entropy(q)[2] <= tau
+        v = q.tolist()
+        m = max(v)
+        exp_t, z_t = self._exp_list, self._z_list
+        total = dot = 0.0
+        for x in v:
+            d = m - x
+            w = exp_t[d]
+            total += w
+            dot += w * z_t[d]
+        u = min(max(math.log(total) - dot / total, 0.0), self._max_entropy)
+        if abs(u - tau) > _DECISION_MARGIN:
+            return u <= tau
+        return self.entropy(q)[2] <= tau
 
     def entropy(self, q: np.ndarray) -> tuple[np.ndarray, float, float]:
         """``_exp_entropy(q, logits_scale)``, bit for bit, from the tables for integer logits."""
@@ -113,16 +146,21 @@ class Submodel:
         """Links this submodel's cls_in to the previous submodel's cls_out spec."""
         self.cls_source = source
         target = self.entry["inputs"]["cls_in"]
-        self._cls_table = None
+        self._cls_table = self._cls_bytes = None
         if source["dtype"] in ("int8", "uint8") and not target["dtype"].startswith("float"):
             # 256 possible inputs: a table made with `requantize` itself is exact and
             # turns the per-image requantisation into one indexing operation.
             # Indexed by the token's raw bytes (a uint8 view), so no cast is needed.
             values = np.arange(256, dtype=np.uint8).view(source["dtype"])
             self._cls_table = requantize(values, source, target)
-
+            if self._cls_table.itemsize == 1:
+                # Byte to byte: ``bytes.translate`` applies the table in one C call.
+                self._cls_bytes = self._cls_table.view(np.uint8).tobytes()
+                self._cls_dtype, self._cls_shape = self._cls_table.dtype, tuple(target["shape"])
     def requantize_cls(self, cls: np.ndarray) -> np.ndarray:
         """The previous submodel's cls_out expressed in this submodel's cls_in format."""
+        if self._cls_bytes is not None:
+            return np.frombuffer(cls.tobytes().translate(self._cls_bytes), self._cls_dtype).reshape(self._cls_shape)
         if self._cls_table is not None:
             return self._cls_table[cls.view(np.uint8)]
         return requantize(cls, self.cls_source, self.entry["inputs"]["cls_in"])
@@ -141,23 +179,53 @@ class Submodel:
 # Results ---------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
 class Classification:
-    """The scheduler's answer for one image."""
+    """The scheduler's answer for one image.
 
-    label: int
-    label_name: str
-    probabilities: np.ndarray
-    exit_index: int            # 0-based position among the exits
-    exit_name: str
-    entropies: list[float]     # one per visited exit
-    macs: int
-    branch_latency_ms: list[float]   # invoke time of each visited submodel
-    total_latency_ms: float          # wall time of the whole classification
+    ``probabilities`` (of the answering exit) and ``entropies`` (one per visited
+    exit) are computed from the raw logits on first access, with the very function
+    the exit rule is defined by (``Submodel.entropy``): a stream that only counts
+    answers does not pay for them.
+    """
+
+    __slots__ = ("label", "label_name", "exit_index", "exit_name", "macs", "branch_latency_ms",
+                 "total_latency_ms", "_submodels", "_logits", "_entropies", "_probabilities")
+
+    def __init__(self, label: int, label_name: str, exit_index: int, exit_name: str, macs: int,
+                 branch_latency_ms: list[float], total_latency_ms: float,
+                 submodels: Sequence["Submodel"], logits: list[np.ndarray]):
+        self.label = label
+        self.label_name = label_name
+        self.exit_index = exit_index            # 0-based position among the exits
+        self.exit_name = exit_name
+        self.macs = macs
+        self.branch_latency_ms = branch_latency_ms  # invoke time of each visited submodel
+        self.total_latency_ms = total_latency_ms    # wall time of the whole classification
+        self._submodels, self._logits = submodels, logits  # raw logits of each visited exit
+        self._entropies = self._probabilities = None
+
+    @property
+    def entropies(self) -> list[float]:
+        """Softmax entropy of each visited exit (nats)."""
+        if self._entropies is None:
+            self._entropies = [sub.entropy(q)[2] for sub, q in zip(self._submodels, self._logits)]
+        return self._entropies
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Softmax of the answering exit's logits."""
+        if self._probabilities is None:
+            e, total, _ = self._submodels[self.exit_index].entropy(self._logits[-1])
+            self._probabilities = e / total
+        return self._probabilities
 
     @property
     def overhead_ms(self) -> float:
         return self.total_latency_ms - sum(self.branch_latency_ms)
+
+    def __repr__(self) -> str:
+        return (f"Classification(label={self.label}, label_name={self.label_name!r}, "
+                f"exit_name={self.exit_name!r}, macs={self.macs}, total_latency_ms={self.total_latency_ms:.3f})")
 
 
 @dataclasses.dataclass
@@ -349,15 +417,16 @@ class RAViTScheduler:
         """Classifies one (H, W, 3) image with the early-exit rule."""
         taus = self._thresholds if thresholds is None else validate_thresholds(
             thresholds, len(self.submodels), self.num_classes)
-        return self._classify(image, taus)
+        return self._classify(image, taus.tolist())
 
-    def _classify(self, image: np.ndarray, taus: np.ndarray) -> Classification:
+    def _classify(self, image: np.ndarray, taus: list[float]) -> Classification:
+        # ``taus`` are Python floats: NumPy scalars would cost a microsecond per comparison.
         # The hot path: every Python call here is microseconds on top of invoke times of
         # a tenth of a millisecond, so it keeps to the few calls the rule needs.
         clock = time.perf_counter
         start = clock()
         image = self._check_image(image)
-        entropies, latencies = [], []
+        latencies, logits = [], []
         cls = None
         for k, sub in enumerate(self.submodels):
             it = sub.interpreter
@@ -367,15 +436,12 @@ class RAViTScheduler:
             t0 = clock()
             it.invoke()
             latencies.append(1e3 * (clock() - t0))
-            e, total, u = sub.entropy(it.get_tensor(sub.logits_index)[0])
-            entropies.append(u)
-            if k == self._last or u <= taus[k]:
-                probabilities = e / total
-                label = int(np.argmax(probabilities))
-                return Classification(
-                    label, self.labels[label], probabilities, k, self.exit_names[k], entropies,
-                    sub.cumulative_macs, latencies, 1e3 * (clock() - start),
-                )
+            q = it.get_tensor(sub.logits_index)[0]
+            logits.append(q)
+            if k == self._last or sub.exits_at(q, taus[k]):
+                label = int(q.argmax())  # = argmax of the softmax: exp is increasing.
+                return Classification(label, self.labels[label], k, self.exit_names[k], sub.cumulative_macs,
+                                      latencies, 1e3 * (clock() - start), self.submodels, logits)
             cls = it.get_tensor(sub.cls_out_index)
         raise AssertionError("unreachable: the last exit always answers")
 
@@ -424,7 +490,7 @@ class RAViTScheduler:
             import keras
 
             bar = keras.utils.Progbar(total, unit_name="image")
-        taus = self._thresholds if thresholds is None else thresholds
+        taus = (self._thresholds if thresholds is None else thresholds).tolist()
         for i, image in enumerate(images):
             c = self._classify(image, taus)
             label = next(label_iter) if label_iter is not None else None

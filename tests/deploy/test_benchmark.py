@@ -125,4 +125,10 @@ def test_bench_a_ravit_alone(tflite_trained_ravit, tmp_path):
     assert [r["tau"] for r in result["end_to_end"]["ravit_float32"]] == pytest.approx(
         [0.0, 0.023, 0.0461, 0.1151, 0.2303, 0.4605], abs=1e-4)  # Fractions of ln 10.
     assert "vit_accuracy" not in result["keras"]
-    assert (tmp_path / "bench" / "benchmark.md").read_text().count("ravit_float32") >= 3
+    md = (tmp_path / "bench" / "benchmark.md").read_text()
+    assert md.count("ravit_float32") >= 3
+    # The host's fully-connected ceiling, timed in the same run, and each submodel's share.
+    assert set(result["fc_ceiling_gmacs"]) == {"int8", "float32"}
+    assert all(g > 0 for g in result["fc_ceiling_gmacs"].values())
+    assert result["delegation"]["fc_ceiling_int8"]["delegate_partitions"] == 1
+    assert "Fully-connected ceiling here" in md and md.count("% of float32 |") == 2

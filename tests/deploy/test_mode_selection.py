@@ -30,14 +30,13 @@ def test_convert_fastest_keeps_one_accurate_mode_and_records_why(tflite_trained_
 
     t = tflite_trained_ravit
     out = tmp_path / "auto"
+    candidates = ("int8", "int8-full", "float32")  # All five by default: a slower test, same code.
     manifest = convert_fastest(t.model, out, t.calib_images, t.calib_labels,
-                               class_names=t.class_names,
+                               class_names=t.class_names, candidates=candidates,
                                options=ConversionOptions(num_calibration=100), progress=None)
     selection = manifest["mode_selection"]
     measured = selection["measured_on_this_host"]
-    from ravit_keras.deploy.convert import MODES
-
-    assert set(measured) == set(MODES)  # Every mode is a candidate by default.
+    assert set(measured) == set(candidates)
     for m in measured.values():  # Latency, partitions and undelegated ops per submodel.
         assert len(m["submodel_latency_ms"]) == len(m["xnnpack_partitions"]) == len(m["ops_not_delegated"]) == 2
     assert measured["int8"]["xnnpack_partitions"] == [1, 1]
@@ -56,6 +55,15 @@ def test_convert_fastest_keeps_one_accurate_mode_and_records_why(tflite_trained_
     assert json.loads((out / "manifest.json").read_text())["mode_selection"]["chosen"] == chosen
     RAViTScheduler(out).classify(t.test_images[0] if chosen in ("int8", "int8-full")
                                  else t.test_images[0].astype(np.float32))
+
+
+def test_every_mode_is_a_candidate_by_default():
+    import inspect
+
+    from ravit_keras.deploy.convert import MODES
+    from ravit_keras.deploy.mode_selection import convert_fastest
+
+    assert inspect.signature(convert_fastest).parameters["candidates"].default == MODES
 
 
 def test_convert_fastest_needs_labels(tflite_trained_ravit, tmp_path):

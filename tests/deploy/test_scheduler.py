@@ -116,6 +116,46 @@ def test_classify_follows_the_rule_on_its_own_logits(int8_sched, tflite_trained_
     assert exits_seen == {0, 1}
 
 
+def _reference_classify(sched, image, tau):
+    """The exit rule written plainly: every submodel through ``Submodel.__call__``, the
+    CLS token requantised by ``requantize`` itself, the entropy by ``_exp_entropy``."""
+    from ravit_keras.deploy.scheduler import _exp_entropy
+
+    image = sched._check_image(image)
+    cls, entropies = None, []
+    for k, sub in enumerate(sched.submodels):
+        inputs = {"image": image}
+        if k:
+            inputs["cls_in"] = requantize(cls, sub.cls_source, sub.entry["inputs"]["cls_in"])
+        out, _ = sub(inputs)
+        e, total, u = _exp_entropy(out["logits"][0], sub.logits_scale)
+        entropies.append(u)
+        if k == len(sched.submodels) - 1 or u <= tau:
+            p = e / total
+            return int(np.argmax(p)), k, p, entropies
+        cls = out["cls_out"]
+
+
+@pytest.mark.parametrize("folder", ["tflite_int8_folder", "tflite_float32_folder"])
+def test_the_fast_path_gives_the_plain_rules_results_bit_for_bit(folder, request, tflite_trained_ravit):
+    """Tables, ``bytes.translate``, Python-summed decisions and the lazy result fields are
+    speed only: label, exit, probabilities and entropies equal the plain rule's bits,
+    also at thresholds equal to an image's entropy (where rounding would decide)."""
+    sched = RAViTScheduler(request.getfixturevalue(folder))
+    images = tflite_trained_ravit.test_images[:120]
+    if sched.image_dtype != "uint8":
+        images = images.astype(np.float32)
+    first = [_reference_classify(sched, im, 0.0)[3][0] for im in images[:40]]
+    for tau in [0.0, *np.quantile(first, [0.25, 0.5, 0.75]), first[3], first[11], LN10]:
+        for im in images:
+            label, k, p, entropies = _reference_classify(sched, im, float(tau))
+            c = sched.classify(im, thresholds=float(tau))
+            assert (c.label, c.exit_index) == (label, k)
+            assert c.probabilities.tobytes() == p.tobytes()
+            assert [u.hex() for u in c.entropies] == [float(u).hex() for u in entropies]
+    assert sched.evaluate(images[:10], thresholds=first[3])["images"] == 10
+
+
 def test_all_exit_logits_records_the_raw_integer_io(int8_sched, tflite_trained_ravit):
     logits, records = int8_sched.all_exit_logits(tflite_trained_ravit.test_images[1])
     assert len(logits) == len(records) == 2

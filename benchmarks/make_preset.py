@@ -1,0 +1,92 @@
+"""Turns a finished training run into a preset that ships in ``ravit_keras/presets/``.
+
+    python benchmarks/make_preset.py runs/study/RAViT_1-3 ravit_1-3_cifar10 \
+        --data runs/data/cifar-10-batches-py --command "python benchmarks/cifar10_study.py ..."
+
+Writes ``ravit_keras/presets/NAME/``: ``model.keras`` (float32 weights, no optimizer
+state: the one weights file, at most 5 MB), the run's ``config.json`` and ``log.csv``,
+and ``card.json`` with the data, the command, the host, the test-set top-1 (overall
+and per exit) and the top-1 on the first ``--check-images`` test images, which
+``tests/test_presets.py`` re-measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ravit_keras.deploy.profiling import cpu_description  # noqa: E402
+from ravit_keras.io_utils import atomic_directory  # noqa: E402
+from ravit_keras.presets import CARD_FILE, MODEL_FILE, PRESETS_DIR  # noqa: E402
+
+MAX_BYTES = 5 * 1024 * 1024
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="finished training run folder (model.keras, config.json, log.csv)")
+    p.add_argument("name", help="preset name, e.g. ravit_1-3_cifar10")
+    p.add_argument("--data", required=True, help="the dataset the run was trained on (its test split is measured)")
+    p.add_argument("--data-description", default="CIFAR-10 from ../shared/data/cifar10_compact.npz "
+                   "(official split; most images recovered from JPEG q75, see its README)")
+    p.add_argument("--command", required=True, help="the command that trained the run")
+    p.add_argument("--train-seconds", type=float, help="wall time of the training")
+    p.add_argument("--check-images", type=int, default=500)
+    args = p.parse_args(argv)
+
+    import keras
+    import numpy as np
+
+    from ravit_keras.data import load_split
+    from ravit_keras.evaluation import predict_exit_logits
+    from ravit_keras.model import RAViT, load_ravit
+    from ravit_keras.model.flops import model_macs
+
+    run = Path(args.run)
+    trained = load_ravit(str(run / MODEL_FILE))
+    config = trained.ravit_config
+    keras.config.set_dtype_policy("float32")
+    model = RAViT(config)  # Uncompiled: the file keeps weights, not optimizer state.
+    model.set_weights(trained.get_weights())
+    record = json.loads((run / "config.json").read_text())
+
+    test = load_split(args.data, "test", image_size=config.image_size)
+    if test.class_names != record.get("class_names"):
+        raise SystemExit(f"{args.data}: classes {test.class_names} are not the run's {record.get('class_names')}")
+    logits, labels = predict_exit_logits(model, test)
+    per_exit = [float(np.mean(l.argmax(-1) == labels)) for l in logits]
+    n = args.check_images
+    card = {
+        "name": args.name,
+        "layers": config.layer_spec,
+        "mflops": 2 * model_macs(config) / 1e6,
+        "data": args.data_description,
+        "command": args.command,
+        "host": cpu_description(),
+        "train_seconds": args.train_seconds,
+        "test_images": int(len(labels)),
+        "test_top1": per_exit[-1],
+        "test_top1_per_exit": per_exit,
+        "check": {"first_test_images": n, "top1_last_exit": float(np.mean(logits[-1][:n].argmax(-1) == labels[:n]))},
+    }
+    out = PRESETS_DIR / args.name
+    with atomic_directory(out, overwrite=True) as tmp:
+        model.save(tmp / MODEL_FILE)
+        size = (tmp / MODEL_FILE).stat().st_size
+        if size > MAX_BYTES:
+            raise SystemExit(f"{MODEL_FILE} is {size / 1e6:.1f} MB; presets ship at most {MAX_BYTES / 1e6:.1f} MB.")
+        shutil.copy(run / "config.json", tmp / "config.json")
+        shutil.copy(run / "log.csv", tmp / "log.csv")
+        (tmp / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    print(json.dumps(card, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Trained models that ship with the package, loaded by name.
+
+A preset is a training run folder kept in the package: ``model.keras`` (the one
+weights file: float32, no optimizer state), the run's ``config.json`` (model,
+recipe, class names) and ``card.json`` (data, command, host, measured accuracy)
+with the training log ``log.csv``. Because a preset is a run folder, everything
+that takes a run folder takes a preset: ``ravit convert --model preset:NAME``.
+
+    >>> from ravit_keras.presets import from_preset
+    >>> model = from_preset("ravit_1-3_cifar10")   # a trained RAViT, ready to convert
+
+This module imports no TensorFlow until ``from_preset`` loads a model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+PRESETS_DIR = Path(__file__).resolve().parent
+PREFIX = "preset:"
+CARD_FILE = "card.json"
+MODEL_FILE = "model.keras"  # The same name training writes (ravit_keras.train.MODEL_FILE).
+
+
+def available_presets() -> tuple[str, ...]:
+    """Names of the presets in this installation."""
+    return tuple(sorted(p.name for p in PRESETS_DIR.iterdir()
+                        if p.is_dir() and (p / MODEL_FILE).is_file() and (p / CARD_FILE).is_file()))
+
+
+def preset_dir(name: str) -> Path:
+    """The run folder of preset ``name`` (``preset:`` prefix allowed).
+
+    Raises:
+        LookupError: no preset has that name (the message lists those that exist).
+    """
+    name = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    names = available_presets()
+    if name not in names:
+        raise LookupError(f"No preset named {name!r}; available: {', '.join(names) or '(none)'}.")
+    return PRESETS_DIR / name
+
+
+def preset_card(name: str) -> dict[str, Any]:
+    """What a preset records about itself: data, command, host, measured accuracy."""
+    return json.loads((preset_dir(name) / CARD_FILE).read_text())
+
+
+def from_preset(name: str):
+    """Loads preset ``name`` as a ``RAViT`` Keras model (uncompiled, float32)."""
+    from ravit_keras.model import load_ravit
+
+    return load_ravit(str(preset_dir(name) / MODEL_FILE))
+
+
+def resolve_model_path(spec: str) -> str:
+    """``preset:NAME`` -> that preset's run folder; any other path unchanged."""
+    return str(preset_dir(spec)) if spec.startswith(PREFIX) else spec
