@@ -118,7 +118,7 @@ abstract class CopyRavitModel : DefaultTask() {
 }
 
 val ravitModelDir: File = rootProject.file(
-    providers.gradleProperty("ravitModelDir").getOrElse("../../runs/demo/tflite")
+    providers.gradleProperty("ravitModelDir").getOrElse("default_model")
 ).normalize()
 
 val copyRavitModel = tasks.register<CopyRavitModel>("copyRavitModel") {
