@@ -82,6 +82,48 @@ def phone_benchmark_command(model_file: str, num_threads: int = 1) -> str:
             "--enable_op_profiling=true")
 
 
+_MATRIX_OPS = ("FULLY_CONNECTED", "BATCH_MATMUL", "CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+def matrix_macs(model_path: str | Path) -> int:
+    """Multiply-accumulates of the matrix ops the graph really runs (FULLY_CONNECTED,
+    BATCH_MATMUL, convolutions), read from its tensors' shapes.
+
+    Unlike the paper's cost model, this counts what the submodel executes (a
+    branch's last layer computes the CLS token only), so GMAC/s against the host's
+    ceiling is a fair share.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    with quiet_native_output():
+        it = Interpreter(model_path=str(model_path), num_threads=1,
+                         experimental_op_resolver_type=_builtin_resolver())
+        it.allocate_tensors()
+    shapes = {t["index"]: [int(d) for d in t["shape"]] for t in it.get_tensor_details()}
+    total = 0
+    for op in it._get_ops_details():
+        name = op["op_name"]
+        if name not in _MATRIX_OPS:
+            continue
+        out = int(np.prod(shapes[int(op["outputs"][0])]))
+        if name == "FULLY_CONNECTED":
+            total += out * shapes[int(op["inputs"][1])][-1]     # weights (out, in)
+        elif name == "BATCH_MATMUL":
+            total += out * shapes[int(op["inputs"][0])][-1]     # (.., m, k) @ (.., k, n)
+        elif name == "CONV_2D":
+            total += out * int(np.prod(shapes[int(op["inputs"][1])][1:]))  # filter (cout, kh, kw, cin)
+        else:
+            total += out * int(np.prod(shapes[int(op["inputs"][1])][1:3]))  # depthwise (1, kh, kw, c)
+    return total
+
+
+def _builtin_resolver():
+    from ai_edge_litert.interpreter import OpResolverType
+
+    # Without the XNNPACK delegate every op keeps its own node, so all are listed.
+    return OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+
+
 def undelegated_ops(model_path: str | Path) -> dict[str, Any]:
     """Which ops the XNNPACK delegate takes and which it leaves to built-in kernels.
 

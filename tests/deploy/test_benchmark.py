@@ -130,5 +130,24 @@ def test_bench_a_ravit_alone(tflite_trained_ravit, tmp_path):
     # The host's fully-connected ceiling, timed in the same run, and each submodel's share.
     assert set(result["fc_ceiling_gmacs"]) == {"int8", "float32"}
     assert all(g > 0 for g in result["fc_ceiling_gmacs"].values())
-    assert result["delegation"]["fc_ceiling_int8"]["delegate_partitions"] == 1
+    assert result["delegation"]["fc_ceiling_int8_0"]["delegate_partitions"] == 1
     assert "Fully-connected ceiling here" in md and md.count("% of float32 |") == 2
+
+
+def test_matrix_macs_counts_what_the_graph_runs(tmp_path, tflite_float32_folder, tflite_trained_ravit):
+    from ravit_keras.deploy.benchmark import fully_connected_ceiling_models
+    from ravit_keras.deploy.profiling import matrix_macs
+    from ravit_keras.model import flops
+
+    paths = fully_connected_ceiling_models(tmp_path, shapes=((2, 4, 8),))
+    assert matrix_macs(paths["int8"][0]) == matrix_macs(paths["float32"][0]) == 2 * 4 * 8
+    from ravit_keras.deploy.profiling import undelegated_ops
+
+    for mode in ("int8", "float32"):  # One op, all of it in XNNPACK: a clean ceiling.
+        ops = undelegated_ops(paths[mode][0])
+        assert ops["delegate_partitions"] == 1 and ops["ops"] in (1, 3), ops  # int8: + QUANTIZE in/out
+    # A branch's last layer computes the CLS token only: fewer MACs run than the paper counts.
+    config = tflite_trained_ravit.model.ravit_config
+    last = flops.branch_costs(config)[-1].macs
+    executed = matrix_macs(tflite_float32_folder / f"branch_{len(config.layers)}.tflite")
+    assert 0 < executed < last
