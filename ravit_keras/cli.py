@@ -548,6 +548,9 @@ def cmd_predict(args) -> int:
                  for f, img in prediction.read_images(files, size, args.skip_bad_images, warn))
         answers = prediction.predict_with_scheduler(sched, items, args.top_k)
     else:
+        from ravit_keras import console
+
+        console.import_tensorflow_quietly()
         model = _load_model(args.model)
         config = model.ravit_config
         taus = 0.0 if args.thresholds is None else args.thresholds
@@ -798,6 +801,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that always load TensorFlow (run, predict with converted submodels and flops never do).
+_TENSORFLOW_COMMANDS = {"train", "eval", "convert", "bench", "demo"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -806,6 +813,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.set_verbose(args.verbose)
     if not args.verbose:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notices
+        if args.command in _TENSORFLOW_COMMANDS:
+            console.import_tensorflow_quietly()
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:

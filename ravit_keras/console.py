@@ -110,3 +110,11 @@ class Progress:
             self.update(self.count)
             sys.stderr.write("\n")
             sys.stderr.flush()
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and Keras with their load-time C++ lines held back (the oneDNN
+    notice is printed before TF_CPP_MIN_LOG_LEVEL takes effect). A no-op when verbose."""
+    with quiet_native_output():
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401

@@ -387,6 +387,8 @@ def test_resume_after_sigkill(tmp_path):
     for epoch in range(1, done + 1):  # ...and not trained again (Keras counts from 1).
         assert f"Epoch {epoch}/6" not in second.stdout
     assert f"Epoch {done + 1}/6" in second.stdout
+    # Quiet by default: TensorFlow's load-time C++ lines (oneDNN, absl) are held back.
+    assert "oneDNN" not in second.stdout + second.stderr and "absl" not in second.stdout + second.stderr
     assert not (out / BACKUP_DIR).exists()
     model = load_ravit(str(out / MODEL_FILE))
     assert model.ravit_config == get_config("tiny")
