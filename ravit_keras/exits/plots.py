@@ -49,8 +49,8 @@ def plot_accuracy_vs_flops(
                 f"baseline {name!r} accuracy {acc!r} is not a fraction in [0, 1] "
                 "(give 0.93, not 93)."
             )
-        ax.plot([mflops], [100.0 * acc], "s", ms=6)
-        ax.annotate(name, (mflops, 100.0 * acc), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        # In the legend, not beside the point: nearby points' labels would overlap.
+        ax.plot([mflops], [100.0 * acc], "s", ms=6, label=name)
     ax.set_xlabel("average MFLOPs per image")
     ax.set_ylabel("accuracy (%)")
     ax.grid(True, alpha=0.3)
