@@ -191,9 +191,9 @@ def run_benchmark(
     Writes every submodel (each mode) under ``out_dir``, times all of them
     interleaved in one process, runs ``litert-benchmark`` on each, lists the ops
     XNNPACK could not take, runs the scheduler end to end over ``images`` at
-    each threshold, and compares with the float Keras model. One large int8 and
-    float32 FULLY_CONNECTED, timed in the same run, give the host's matrix-work
-    ceiling and each submodel's share of it. ``thresholds``
+    each threshold, and compares with the float Keras model. Single int8 and
+    float32 FULLY_CONNECTED models (``CEILING_SHAPES``), timed in the same run, give
+    the host's matrix-work ceiling and each submodel's share of it. ``thresholds``
     default to ``relative_thresholds(num_classes)``: the same grid for any class count.
     """
     say = progress or (lambda _msg: None)

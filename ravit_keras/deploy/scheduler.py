@@ -132,6 +132,14 @@ class Submodel:
             return u <= tau
         return self.entropy(q)[2] <= tau
 
+    def label(self, q: np.ndarray) -> int:
+        """The class of the softmax's largest probability (its first, on a tie)."""
+        if self._exp_list is not None:
+            # Distinct integer logits have distinct exp-table entries: the softmax's
+            # argmax is the logits' argmax.
+            return int(q.argmax())
+        return int(np.argmax(self.entropy(q)[0]))  # Float exp can round close logits together.
+
     def entropy(self, q: np.ndarray) -> tuple[np.ndarray, float, float]:
         """``_exp_entropy(q, logits_scale)``, bit for bit, from the tables for integer logits."""
         if self._exp_table is None:
@@ -157,6 +165,7 @@ class Submodel:
                 # Byte to byte: ``bytes.translate`` applies the table in one C call.
                 self._cls_bytes = self._cls_table.view(np.uint8).tobytes()
                 self._cls_dtype, self._cls_shape = self._cls_table.dtype, tuple(target["shape"])
+
     def requantize_cls(self, cls: np.ndarray) -> np.ndarray:
         """The previous submodel's cls_out expressed in this submodel's cls_in format."""
         if self._cls_bytes is not None:
@@ -420,9 +429,9 @@ class RAViTScheduler:
         return self._classify(image, taus.tolist())
 
     def _classify(self, image: np.ndarray, taus: list[float]) -> Classification:
-        # ``taus`` are Python floats: NumPy scalars would cost a microsecond per comparison.
         # The hot path: every Python call here is microseconds on top of invoke times of
-        # a tenth of a millisecond, so it keeps to the few calls the rule needs.
+        # a tenth of a millisecond, so it keeps to the few calls the rule needs. ``taus``
+        # are Python floats: NumPy scalars would cost a microsecond per comparison.
         clock = time.perf_counter
         start = clock()
         image = self._check_image(image)
@@ -439,7 +448,7 @@ class RAViTScheduler:
             q = it.get_tensor(sub.logits_index)[0]
             logits.append(q)
             if k == self._last or sub.exits_at(q, taus[k]):
-                label = int(q.argmax())  # = argmax of the softmax: exp is increasing.
+                label = sub.label(q)
                 return Classification(label, self.labels[label], k, self.exit_names[k], sub.cumulative_macs,
                                       latencies, 1e3 * (clock() - start), self.submodels, logits)
             cls = it.get_tensor(sub.cls_out_index)
