@@ -48,7 +48,12 @@ def main(argv=None) -> int:
 
     from ravit_keras.config import get_config
     from ravit_keras.data import load_split
-    from ravit_keras.deploy.benchmark import CEILING_SHAPES, ceiling_gmacs, fully_connected_ceiling_models
+    from ravit_keras.deploy.benchmark import (
+        CEILING_SHAPES,
+        ceiling_arithmetic,
+        ceiling_gmacs,
+        fully_connected_ceiling_models,
+    )
     from ravit_keras.deploy.convert import ConversionOptions, convert
     from ravit_keras.deploy.profiling import cpu_description, interleaved_latency, matrix_macs, undelegated_ops
     from ravit_keras.io_utils import atomic_write_json, atomic_write_text
@@ -95,7 +100,7 @@ def main(argv=None) -> int:
     for (name, mode), m in meta.items():
         ms = [timing[f]["median_ms"] for f in m["files"]]
         parts = [undelegated_ops(f)["delegate_partitions"] for f in m["files"]]
-        arithmetic = "int8" if mode in ("int8", "int8-full", "dynamic") else "float32"
+        arithmetic = ceiling_arithmetic(mode)
         # Share of the ceiling: the matrix MACs the graph executes per second.
         share = [100 * matrix_macs(f) / t / 1e6 / gmacs[arithmetic] for f, t in zip(m["files"], ms)]
         result["models"].setdefault(name, {})[mode] = {"submodel_ms": ms, "end_to_end_ms": sum(ms),

@@ -38,6 +38,9 @@ def cifar10_test_images(n: int):
 
 def test_the_reference_presets_ship():
     assert {"ravit_1-3_cifar10"} <= set(presets.available_presets())
+    from ravit_keras import train
+
+    assert presets.MODEL_FILE == train.MODEL_FILE  # A preset is a run folder: the same file name.
 
 
 @pytest.mark.parametrize("name", CIFAR10_PRESETS)

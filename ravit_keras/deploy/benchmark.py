@@ -135,6 +135,12 @@ def fully_connected_ceiling_models(out_dir: str | Path,
     return paths
 
 
+def ceiling_arithmetic(mode: str) -> str:
+    """Which ceiling a submodel of ``mode`` is measured against: its matrix products'
+    arithmetic (int8 for int8, int8-full and dynamic; float32 otherwise)."""
+    return "int8" if mode in ("int8", "int8-full", "dynamic") else "float32"
+
+
 def _dense_function(tf, kernel: np.ndarray, bias: np.ndarray, tokens: int):
     """``x @ kernel + bias`` with a fixed 2-D (tokens, width) signature: one FULLY_CONNECTED."""
     k, b = tf.constant(kernel), tf.constant(bias)
@@ -319,7 +325,7 @@ def format_benchmark(result: dict[str, Any], ravit_config, vit_config) -> str:
             branch = int(name.rsplit("branch_", 1)[1].split(".")[0]) - 1
             m = costs[tag][branch].macs
             macs, gmacs = f"{m / 1e6:.2f} M", f"{m / t['median_ms'] / 1e6:.1f}"
-            arithmetic = "int8" if mode in ("int8", "int8-full", "dynamic") else "float32"
+            arithmetic = ceiling_arithmetic(mode)
             executed = result.get("matrix_macs", {}).get(name)
             if arithmetic in ceiling and executed:
                 share = f"{100 * executed / t['median_ms'] / 1e6 / ceiling[arithmetic]:.0f}% of {arithmetic}"
