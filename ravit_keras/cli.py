@@ -616,6 +616,39 @@ def cmd_bench(args) -> int:
     return 0 if result else 1
 
 
+def cmd_profile(args) -> int:
+    """Per-operator time of each submodel (XNNPACK's own operators included)."""
+    from ravit_keras.deploy.op_profile import format_profile, profile_ops
+    from ravit_keras.io_utils import atomic_write_json, check_writable_file
+
+    target = Path(args.model)
+    if target.is_dir():
+        from ravit_keras.deploy.manifest import load_manifest
+
+        manifest = load_manifest(target)  # Names a missing or mismatched submodel first.
+        files = [target / e["file"] for e in manifest["exits"]]
+    elif target.is_file():
+        files = [target]
+    else:
+        raise FileNotFoundError(f"--model {target}: no such folder or .tflite file.")
+    if args.json:
+        check_writable_file(args.json, "--json")
+    profiles = []
+    for path in files:
+        profile = profile_ops(path, runs=args.runs, num_threads=args.threads)
+        profiles.append(profile)
+        print(format_profile(profile, top=args.top, every_op=args.every_op), flush=True)
+    if len(profiles) > 1:
+        print(f"All {len(profiles)} submodels: {sum(p.total_us for p in profiles):.1f} µs per image "
+              "through every exit (profiler overhead included)")
+    if args.json:
+        from ravit_keras.deploy.profiling import cpu_description
+
+        atomic_write_json(args.json, {"host": cpu_description(), "submodels": [p.to_dict() for p in profiles]})
+        print(f"Wrote {args.json}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Train a small RAViT on generated data, evaluate its exits, convert and schedule."""
     out = Path(args.out)
@@ -788,6 +821,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the submodels, benchmark.json and benchmark.md")
     _add_progress(p)
     p.set_defaults(func=cmd_bench)
+
+    p = add("profile", "where a submodel's time goes: per-operator times, XNNPACK's own operators included")
+    p.add_argument("--model", required=True, help="folder written by ravit convert, or one .tflite file")
+    p.add_argument("--runs", type=_positive_int, default=200, help="invokes profiled per submodel")
+    p.add_argument("--threads", type=_positive_int, default=1, help="LiteRT CPU threads")
+    p.add_argument("--top", type=_positive_int, default=12, help="operator kinds listed per submodel")
+    p.add_argument("--every-op", action="store_true", help="also list every operator in run order")
+    p.add_argument("--json", help="also write the profiles (every operator) as JSON")
+    p.set_defaults(func=cmd_profile)
 
     p = add("demo", "end to end on generated data (no network): train, eval, convert, run")
     p.add_argument("--out", default="runs/demo", help="output folder")

@@ -39,6 +39,7 @@ DEPLOY_ALLOWED = {
     "quantization": set(),
     "flatbuffer": set(),
     "profiling": set(),
+    "op_profile": set(),  # LiteRT's C API only.
     "metadata": {"manifest"},
     "scheduler": {"manifest", "quantization"},
     "convert": {"manifest", "flatbuffer", "metadata", "scheduler"},

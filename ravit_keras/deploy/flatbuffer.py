@@ -115,6 +115,65 @@ def separate_output_dequantize(tflite: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
+def delegate_input_requantization(tflite: bytes) -> tuple[bytes, int]:
+    """Turns each uint8 -> int8 QUANTIZE at a graph input into DEQUANTIZE + QUANTIZE.
+
+    XNNPACK has no kernel that requantises uint8 to int8, so that one QUANTIZE per
+    input (the pixels, a later branch's incoming CLS token) ran on LiteRT's built-in
+    kernel, outside the delegate. XNNPACK does run uint8 -> float DEQUANTIZE and
+    float -> int8 QUANTIZE; with both, the whole submodel is one XNNPACK partition.
+    The values are the same: both forms compute round(q_in·s_in / s_out) + z_out on
+    integers (the float step is exact for 8-bit values). Only for the ``int8`` mode:
+    ``int8-full`` promises an all-integer graph.
+
+    Returns the new flatbuffer and the number of QUANTIZE ops rewritten.
+    """
+    import copy
+
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+    graph = model.subgraphs[0]
+    inputs = {int(t) for t in graph.inputs}
+    dequantize = None
+    for i, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.DEQUANTIZE:
+            dequantize = i
+    changed = 0
+    position = 0
+    while position < len(graph.operators):
+        op = graph.operators[position]
+        position += 1
+        if flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) != "QUANTIZE":
+            continue
+        source, target = int(op.inputs[0]), int(op.outputs[0])
+        if (source not in inputs or graph.tensors[source].type != schema.TensorType.UINT8
+                or graph.tensors[target].type != schema.TensorType.INT8):
+            continue
+        if dequantize is None:
+            code = schema.OperatorCodeT()
+            code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.DEQUANTIZE
+            code.version = 1
+            model.operatorCodes.append(code)
+            dequantize = len(model.operatorCodes) - 1
+        real = copy.deepcopy(graph.tensors[source])
+        real.name = real.name + b"/dequantized"
+        real.type = schema.TensorType.FLOAT32
+        real.quantization = None
+        real.buffer = 0
+        graph.tensors.append(real)
+        real_index = len(graph.tensors) - 1
+        step = schema.OperatorT()
+        step.opcodeIndex = dequantize
+        step.inputs, step.outputs = [source], [real_index]
+        graph.operators.insert(position - 1, step)
+        position += 1
+        op.inputs = [real_index]
+        changed += 1
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), changed
+
+
 def describe_tensors(tflite: bytes) -> dict[str, dict[str, Any]]:
     """Signature tensors of a submodel: name -> index, shape, dtype, quantisation.
 

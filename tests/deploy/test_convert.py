@@ -412,16 +412,16 @@ def test_model_with_mlp_layers_converts_and_schedules(tmp_path, mode):
 def test_int8_is_one_xnnpack_partition_per_submodel(tflite_int8_folder):
     """LiteRT's op details after delegation: one XNNPACK partition per int8 submodel.
 
-    Only the uint8 -> int8 QUANTIZE of the inputs may stay outside (XNNPACK has no
-    unsigned-to-signed requantisation); every matrix product, softmax, GELU and
-    LayerNorm (float islands) and the branch-1 downscale are inside the one partition.
+    Every op is inside it: matrix products, softmax, GELU and LayerNorm (float
+    islands), the branch-1 downscale, and the uint8 inputs' requantisation (as
+    DEQUANTIZE + QUANTIZE, which XNNPACK runs; it has no uint8 -> int8 kernel).
     """
     from ravit_keras.deploy.profiling import undelegated_ops
 
     for path in submodel_files(tflite_int8_folder):
         report = undelegated_ops(path)
         assert report["delegate_partitions"] == 1, (path.name, report)
-        assert set(report["not_delegated"]) <= {"QUANTIZE"}, (path.name, report["not_delegated"])
+        assert report["not_delegated"] == {}, (path.name, report["not_delegated"])
         # Integer matrix products, float islands where XNNPACK has no int8 kernel.
         ops = set(builtin_op_names(path.read_bytes()))
         assert {"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "GELU", "DEQUANTIZE"} <= ops
@@ -440,25 +440,84 @@ def test_int8_matrix_products_are_integer(tflite_int8_folder):
                 assert graph.tensors[op.inputs[0]].type == schema.TensorType.INT8, (path.name, name)
 
 
-def test_xnnpack_int8_graph_is_the_same_function(tflite_trained_ravit):
-    """The export graph (average-pool downscale as a depthwise convolution) equals Keras."""
+@pytest.mark.parametrize("mode", ["int8", "float32"])
+def test_export_graph_is_the_same_function(tflite_trained_ravit, mode):
+    """The export graph (normalisation folded into the patch convolution; in int8 the
+    average-pool downscale as a depthwise convolution) computes what Keras computes."""
     import keras
 
-    from ravit_keras.deploy.convert import xnnpack_int8_graph
+    from ravit_keras.deploy.convert import export_graph
 
     t = tflite_trained_ravit
     images = t.test_images[:8].astype(np.float32)
     cls = None
     for branch_model in t.model.branch_models():
-        graph = xnnpack_int8_graph(branch_model)
+        graph = export_graph(branch_model, mode)
         inputs = {"image": images} if cls is None else {"image": images, "cls_in": cls}
         want, got = branch_model(inputs), graph(inputs)
         for name in ("logits", "cls_out"):
             np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want[name]), atol=1e-5)
-        pools = [l for l in branch_model.layers if isinstance(l, keras.layers.AveragePooling2D)]
-        assert not any(isinstance(l, keras.layers.AveragePooling2D) for l in graph.layers)
-        assert (graph is branch_model) == (not pools)
+        assert not any(isinstance(l, keras.layers.Normalization) for l in graph.layers)
+        pools = [l for l in graph.layers if isinstance(l, keras.layers.AveragePooling2D)]
+        had_pool = any(isinstance(l, keras.layers.AveragePooling2D) for l in branch_model.layers)
+        assert bool(pools) == (had_pool and mode != "int8")
+        # The original keeps its own layers and weights.
+        assert any(isinstance(l, keras.layers.Normalization) for l in branch_model.layers)
         cls = np.asarray(want["cls_out"])
+
+
+def test_input_requantization_moves_into_xnnpack_with_the_same_results(tflite_trained_ravit, tmp_path):
+    """The converter's uint8 -> int8 QUANTIZE of each input runs outside XNNPACK; the
+    rewrite (DEQUANTIZE + QUANTIZE) puts it inside and gives bit-identical outputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from ravit_keras.deploy.convert import (
+        branch_float_inputs,
+        convert_saved_model,
+        export_graph,
+        export_saved_model,
+        layer_norm_names,
+    )
+    from ravit_keras.deploy.flatbuffer import (
+        delegate_input_requantization,
+        fix_pixel_input_quantization,
+        symmetrize_matmul_operands,
+    )
+    from ravit_keras.deploy.profiling import undelegated_ops
+
+    t = tflite_trained_ravit
+    k = len(t.model.branch_models()) - 1  # The last branch: pixels and a CLS token in.
+    branch_model = t.model.branch_models()[k]
+    export_saved_model(export_graph(branch_model, "int8"), t.model.ravit_config, k == 0, tmp_path / "saved")
+    inputs = branch_float_inputs(t.model, t.calib_images[:50])[k]
+    before = convert_saved_model(str(tmp_path / "saved"), "int8", inputs,
+                                 float_norms=layer_norm_names(branch_model))
+    before, _ = symmetrize_matmul_operands(fix_pixel_input_quantization(before))
+    after, changed = delegate_input_requantization(before)
+    assert changed == (1 if k == 0 else 2)
+    assert delegate_input_requantization(after)[1] == 0
+    reports = []
+    for name, blob in (("before", before), ("after", after)):
+        (tmp_path / f"{name}.tflite").write_bytes(blob)
+        reports.append(undelegated_ops(tmp_path / f"{name}.tflite"))
+    assert reports[0]["not_delegated"] == {"QUANTIZE": changed}
+    assert reports[1]["not_delegated"] == {} and reports[1]["delegate_partitions"] == 1
+
+    rng = np.random.default_rng(0)
+    interpreters = [Interpreter(model_content=b, num_threads=1) for b in (before, after)]
+    for it in interpreters:
+        it.allocate_tensors()
+    for _ in range(10):
+        feeds = {d["name"]: rng.integers(0, 256, d["shape"]).astype(d["dtype"])
+                 for d in interpreters[0].get_input_details()}
+        outs = []
+        for it in interpreters:
+            for d in it.get_input_details():
+                it.set_tensor(d["index"], feeds[d["name"]])
+            it.invoke()
+            outs.append({d["name"]: it.get_tensor(d["index"]).copy() for d in it.get_output_details()})
+        for name in outs[0]:
+            np.testing.assert_array_equal(outs[1][name], outs[0][name])
 
 
 @pytest.mark.parametrize("mode, min_agreement", [("int8-full", 0.7), ("dynamic", 0.9), ("int16x8", 0.9)])
