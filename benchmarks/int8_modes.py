@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     p.add_argument("--weights", action="append", default=[], help="NAME=model.keras: trained weights for NAME")
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--out", default="runs/int8_modes")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (100 invokes each)")
     args = p.parse_args(argv)
 
     import keras
@@ -55,6 +56,7 @@ def main(argv=None) -> int:
         fully_connected_ceiling_models,
     )
     from ravit_keras.deploy.convert import ConversionOptions, convert
+    from ravit_keras.deploy.op_profile import profile_ops
     from ravit_keras.deploy.profiling import cpu_description, interleaved_latency, matrix_macs, undelegated_ops
     from ravit_keras.io_utils import atomic_write_json, atomic_write_text
     from ravit_keras.model import RAViT, load_ravit
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
     ceiling = fully_connected_ceiling_models(out / "ceiling")
     ceiling_files = [str(p) for paths in ceiling.values() for p in paths]
     print(f"timing {len(files) + len(ceiling_files)} models interleaved, 1 thread", flush=True)
-    timing = interleaved_latency(list(files) + ceiling_files, num_threads=1)
+    timing = interleaved_latency(list(files) + ceiling_files, rounds=args.rounds, num_threads=1)
     gmacs = ceiling_gmacs(ceiling, timing)
 
     rows, result = [], {"host": cpu_description(), "fc_ceiling_gmacs": gmacs, "models": {}}
@@ -107,7 +109,7 @@ def main(argv=None) -> int:
                                                        "partitions": parts, "share_of_ceiling_pct": share,
                                                        "trained_weights": m["trained"]}
     lines = [f"Host: {result['host']}; 1 thread; all submodels and the two ceiling models timed interleaved "
-             f"in one process (5 rounds x 100 invokes, median).",
+             f"in one process ({args.rounds} rounds x 100 invokes, median).",
              f"Fully-connected ceiling (best of {', '.join('x'.join(map(str, c)) for c in CEILING_SHAPES)}): "
              f"int8 {gmacs['int8']:.1f} GMAC/s, "
              f"float32 {gmacs['float32']:.1f} GMAC/s.", "",
@@ -121,6 +123,19 @@ def main(argv=None) -> int:
                 f"| {name} | {mode} | {r['partitions']} | {', '.join(f'{t:.4f}' for t in r['submodel_ms'])} | "
                 f"{r['end_to_end_ms']:.4f} | {r['end_to_end_ms'] / f32:.2f}x | {r['end_to_end_ms'] / full:.2f}x | "
                 f"{', '.join(f'{s:.0f} %' for s in r['share_of_ceiling_pct'])} |")
+    # Where the int8 time goes: XNNPACK's operators of each model's last (largest) int8
+    # submodel, grouped by kind (LiteRT's profiler; its bookkeeping adds a little).
+    lines += ["", "Where the int8 time goes (`ravit profile`, last submodel of each model, share of its "
+              "profiled time):", "", "| model | submodel | profiled µs | largest operator kinds |", "|---|---|---|---|"]
+    for (name, mode), m in meta.items():
+        if mode != "int8":
+            continue
+        profile = profile_ops(m["files"][-1], runs=200)
+        kinds = profile.by_type()
+        result["models"][name][mode]["op_profile"] = profile.to_dict()
+        lines.append(f"| {name} | {Path(m['files'][-1]).name} | {profile.total_us:.0f} | "
+                     + ", ".join(f"{k['name'].split(' (')[0]} ×{k['count']} {100 * k['share']:.0f} %"
+                                 for k in kinds[:5]) + " |")
     atomic_write_json(out / "int8_modes.json", result)
     atomic_write_text(out / "int8_modes.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
