@@ -108,9 +108,7 @@ def _library() -> ctypes.CDLL:
     path = Path(ai_edge_litert.__file__).parent / "libLiteRt.so"
     if not path.is_file():
         raise RuntimeError(f"ai-edge-litert has no {path.name} at {path}; op profiling needs LiteRT's C API.")
-    lib = ctypes.CDLL(str(path))
-    lib.LiteRtGetProfileSummary.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p)]
-    return lib
+    return ctypes.CDLL(str(path))
 
 
 class _Session:
@@ -121,6 +119,13 @@ class _Session:
         self.where = str(path)
         self.handles: list[tuple[str, ctypes.c_void_p]] = []
         self._keep = []  # Option payloads and the destructor callback must outlive the model.
+        try:
+            self._open(path, num_threads)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, path: Path, num_threads: int) -> None:
         p = ctypes.c_void_p
         env, model, options, compiled = p(), p(), p(), p()
         self._call("LiteRtCreateEnvironment", 0, None, ctypes.byref(env))
