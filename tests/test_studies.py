@@ -46,3 +46,13 @@ def test_tinyimagenet_study_trains_reports_and_resumes(tmp_path):
     rerun = json.loads((out / "results.json").read_text())["models"]
     assert rerun["ViT-4"]["train_seconds"] == models["ViT-4"]["train_seconds"]
     assert rerun["ViT-4"]["top1"] == models["ViT-4"]["top1"]
+
+    # Models studied one call at a time (as the 30-epoch CIFAR-10 runs are): a call for one
+    # model keeps the others' rows, so the report and plot cover all of them.
+    assert tinyimagenet_study.main([*argv, "--models", "ViT-3"]) == 0
+    merged = json.loads((out / "results.json").read_text())["models"]
+    assert set(merged) == {"RAViT 2-0-3", "ViT-3", "ViT-4"}
+    assert merged["ViT-4"] == rerun["ViT-4"]
+    # ... but not rows trained with another recipe.
+    assert tinyimagenet_study.main([*argv, "--models", "ViT-3", "--lr", "0.01"]) == 0
+    assert set(json.loads((out / "results.json").read_text())["models"]) == {"ViT-3"}
