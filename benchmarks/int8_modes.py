@@ -5,7 +5,8 @@ fully-connected ceiling for several architectures, timed in ONE interleaved run.
         --tinyimagenet runs/data/tiny-imagenet-200 \
         --weights "RAViT 1-3=runs/study/RAViT_1-3/model.keras" --out runs/int8_modes
 
-Models: RAViT 1-3 and ViT-4 in the CIFAR-10 configuration, RAViT 2-0-3 and ViT-4 in
+Models: RAViT 1-3, RAViT 1-3 LIT (its first full-resolution layer an attention-free MLP
+block) and ViT-4 in the CIFAR-10 configuration, RAViT 2-0-3 and ViT-4 in
 the Tiny ImageNet configuration of the study (d=64, h=256, 2 heads). A model without
 ``--weights`` keeps its random initialisation: its latency and partitions are those of
 a trained model (same graph, same shapes), its accuracy means nothing and is not
@@ -26,6 +27,7 @@ sys.path.insert(0, str(REPO))
 MODES = ("int8", "int8-full", "dynamic", "float32")
 MODELS = {  # name: (dataset, config name, changes)
     "RAViT 1-3": ("cifar10", "cifar10", {"layers": "1-3"}),
+    "RAViT 1-3 LIT": ("cifar10", "cifar10", {"layers": "1-3", "mlp_layers": "0-1"}),
     "ViT-4": ("cifar10", "cifar10", {"layers": "0-4"}),
     "RAViT 2-0-3 (Tiny ImageNet)": ("tinyimagenet", "tinyimagenet",
                                     {"layers": "2-0-3", "hidden_dim": 64, "mlp_dim": 256, "num_heads": 2}),
