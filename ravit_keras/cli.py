@@ -855,6 +855,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.set_verbose(args.verbose)
     if not args.verbose:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notices
+        logging.getLogger("absl").setLevel(logging.ERROR)  # e.g. the converter's deprecation notes
         if args.command in _TENSORFLOW_COMMANDS:
             console.import_tensorflow_quietly()
     try:

@@ -37,7 +37,7 @@ def cifar10_test_images(n: int):
 
 
 def test_the_reference_presets_ship():
-    assert {"ravit_1-3_cifar10"} <= set(presets.available_presets())
+    assert {"ravit_1-3_cifar10", "vit4_cifar10"} <= set(presets.available_presets())
     from ravit_keras import train
 
     assert presets.MODEL_FILE == train.MODEL_FILE  # A preset is a run folder: the same file name.
