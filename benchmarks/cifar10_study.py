@@ -93,14 +93,11 @@ def run_study(base, models: dict, train_split, test_split, args, out: Path, data
     results = {"recipe": recipe.__dict__, "train_images": train_split.num_examples,
                "test_images": test_split.num_examples, "models": {}}
     throughput_steps = getattr(args, "throughput_steps", 0)
-    previous = {}
-    if (out / "results.json").is_file():  # Keeps the training times of finished runs.
-        previous = json.loads((out / "results.json").read_text()).get("models", {})
+    earlier = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+    previous = earlier.get("models", {})  # Keeps the training times of finished runs.
     # Models studied in an earlier call (trained one at a time) stay in the report,
     # before the ones of this call, if they were trained with the same recipe.
-    same_recipe = (out / "results.json").is_file() and json.loads(
-        (out / "results.json").read_text()).get("recipe") == results["recipe"]
-    if same_recipe:
+    if earlier.get("recipe") == results["recipe"]:
         results["models"].update({n: e for n, e in previous.items() if n not in models})
     for name, changes in models.items():
         config = base.replace(**changes)

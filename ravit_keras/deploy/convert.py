@@ -180,10 +180,10 @@ def _folded_patch_embedding(patch, norm):
     kernel, bias = (np.asarray(w, np.float64) for w in patch.projection.get_weights())
     folded = kernel / std[None, None, :, None]
     bias = bias - np.einsum("hwco,c->o", folded, mean)
-    copy = type(patch).from_config(patch.get_config())
-    copy.build(patch.input.shape if hasattr(patch, "input") else (None, None, None, 3))
-    copy.projection.set_weights([folded.astype(np.float32), bias.astype(np.float32)])
-    return copy
+    folded_patch = type(patch).from_config(patch.get_config())
+    folded_patch.build(patch.input.shape)  # Its image size fixes the number of patches.
+    folded_patch.projection.set_weights([folded.astype(np.float32), bias.astype(np.float32)])
+    return folded_patch
 
 
 def layer_norm_names(branch_model) -> list[str]:
