@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ravit_keras.console import quiet_native_output
-from ravit_keras.deploy.convert import MODES, ConversionOptions, convert
+from ravit_keras.deploy.convert import INT8_MATMUL_MODES, MODES, ConversionOptions, convert
 from ravit_keras.deploy.profiling import (
     benchmark_tool_path,
     cpu_description,
@@ -138,7 +138,7 @@ def fully_connected_ceiling_models(out_dir: str | Path,
 def ceiling_arithmetic(mode: str) -> str:
     """Which ceiling a submodel of ``mode`` is measured against: its matrix products'
     arithmetic (int8 for int8, int8-full and dynamic; float32 otherwise)."""
-    return "int8" if mode in ("int8", "int8-full", "dynamic") else "float32"
+    return "int8" if mode in INT8_MATMUL_MODES else "float32"
 
 
 def _dense_function(tf, kernel: np.ndarray, bias: np.ndarray, tokens: int):

@@ -70,6 +70,9 @@ from ravit_keras.model import flops
 MODES = ("int8", "int8-full", "dynamic", "int16x8", "float32")
 # Modes whose submodels take uint8 pixels and give int8 logits and CLS tokens.
 INTEGER_IO_MODES = ("int8", "int8-full")
+# Modes whose matrix products run in int8 arithmetic (dynamic quantises activations
+# on the fly), so int8 GEMM speed is their ceiling.
+INT8_MATMUL_MODES = ("int8", "int8-full", "dynamic")
 
 
 # Keras -> SavedModel -> TFLite ----------------------------------------------
@@ -297,6 +300,29 @@ class ConversionOptions:
     battery_low: float = 0.15
 
 
+def convert_branch(branch_model, config: RAViTConfig, first: bool, mode: str,
+                   float_inputs: list[dict[str, np.ndarray]], saved_model_dir: str | os.PathLike,
+                   *, delegate_inputs: bool = True) -> bytes:
+    """One branch model -> the flatbuffer of its submodel (no metadata yet).
+
+    Exports the deployment graph of ``mode`` as a SavedModel in ``saved_model_dir``,
+    converts it (int8 modes calibrated on ``float_inputs``) and applies the
+    flatbuffer rewrites of the mode. ``delegate_inputs=False`` skips the last
+    rewrite (int8 input requantisation into XNNPACK), for tests that compare both.
+    """
+    graph = export_graph(branch_model, mode)
+    with quiet_native_output():  # The converter's C++ logs; shown if it fails.
+        export_saved_model(graph, config, first, saved_model_dir)
+        tflite = convert_saved_model(str(saved_model_dir), mode, float_inputs,
+                                     float_norms=layer_norm_names(branch_model))
+    if mode in INTEGER_IO_MODES:
+        tflite = fix_pixel_input_quantization(tflite)
+        tflite, _ = symmetrize_matmul_operands(tflite)
+    if mode == "int8" and delegate_inputs:
+        tflite, _ = delegate_input_requantization(tflite)
+    return tflite
+
+
 def convert(
     model,
     out_dir: str | os.PathLike,
@@ -344,17 +370,8 @@ def convert(
         for k, (branch, branch_model) in enumerate(zip(config.exit_branches, model.branch_models())):
             first = k == 0
             start = time.perf_counter()
-            saved = Path(work) / f"saved_{branch + 1}"
-            graph = export_graph(branch_model, options.mode)
-            with quiet_native_output():  # The converter's C++ logs; shown if it fails.
-                export_saved_model(graph, config, first, saved)
-                tflite = convert_saved_model(str(saved), options.mode, per_branch_inputs[k],
-                                             float_norms=layer_norm_names(branch_model))
-            if options.mode in INTEGER_IO_MODES:
-                tflite = fix_pixel_input_quantization(tflite)
-                tflite, _ = symmetrize_matmul_operands(tflite)
-            if options.mode == "int8":
-                tflite, _ = delegate_input_requantization(tflite)
+            tflite = convert_branch(branch_model, config, first, options.mode, per_branch_inputs[k],
+                                    Path(work) / f"saved_{branch + 1}")
             ops = builtin_op_names(tflite)
             bad = sorted({o for o in ops if o.startswith("CUSTOM") or "FLEX" in o.upper()})
             if bad:

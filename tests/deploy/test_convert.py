@@ -471,28 +471,15 @@ def test_input_requantization_moves_into_xnnpack_with_the_same_results(tflite_tr
     rewrite (DEQUANTIZE + QUANTIZE) puts it inside and gives bit-identical outputs."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from ravit_keras.deploy.convert import (
-        branch_float_inputs,
-        convert_saved_model,
-        export_graph,
-        export_saved_model,
-        layer_norm_names,
-    )
-    from ravit_keras.deploy.flatbuffer import (
-        delegate_input_requantization,
-        fix_pixel_input_quantization,
-        symmetrize_matmul_operands,
-    )
+    from ravit_keras.deploy.convert import branch_float_inputs, convert_branch
+    from ravit_keras.deploy.flatbuffer import delegate_input_requantization
     from ravit_keras.deploy.profiling import undelegated_ops
 
     t = tflite_trained_ravit
     k = len(t.model.branch_models()) - 1  # The last branch: pixels and a CLS token in.
-    branch_model = t.model.branch_models()[k]
-    export_saved_model(export_graph(branch_model, "int8"), t.model.ravit_config, k == 0, tmp_path / "saved")
     inputs = branch_float_inputs(t.model, t.calib_images[:50])[k]
-    before = convert_saved_model(str(tmp_path / "saved"), "int8", inputs,
-                                 float_norms=layer_norm_names(branch_model))
-    before, _ = symmetrize_matmul_operands(fix_pixel_input_quantization(before))
+    before = convert_branch(t.model.branch_models()[k], t.model.ravit_config, k == 0, "int8",
+                            inputs, tmp_path / "saved", delegate_inputs=False)
     after, changed = delegate_input_requantization(before)
     assert changed == (1 if k == 0 else 2)
     assert delegate_input_requantization(after)[1] == 0
