@@ -38,6 +38,7 @@ from ravit_keras.train import (  # noqa: E402
     compile_ravit,
     make_optimizer,
     train,
+    training_seconds,
 )
 
 # name -> config changes. "LIT": the first full-resolution layer of RAViT 1-3 is an
@@ -110,10 +111,14 @@ def run_study(base, models: dict, train_split, test_split, args, out: Path, data
             start = time.perf_counter()
             ds = make_pipeline(train_split, config, args.batch_size, training=True, seed=0)
             train(config, ds, run, recipe, verbose=2, class_names=train_split.class_names)
-            # Wall time of this call only: a resumed run counts just the epochs it ran.
+            # Wall time of this call (XLA compilation and saving included); a resumed
+            # run counts just the epochs it ran, hence the epoch times below.
             entry["train_seconds"] = time.perf_counter() - start
         elif "train_seconds" in previous.get(name, {}):
             entry["train_seconds"] = previous[name]["train_seconds"]
+        epoch_seconds = training_seconds(run, args.epochs)  # Every epoch, across resumes.
+        if epoch_seconds is not None:
+            entry["epoch_seconds"] = epoch_seconds
         model = load_ravit(str(run / MODEL_FILE))
         logits, labels = predict_exit_logits(model, test_split)
         report = evaluate_logits(config, logits, labels, out_dir=run / "eval")
@@ -180,7 +185,9 @@ def format_markdown(results, args) -> str:
         per_exit = ", ".join(f"{100 * a:.2f}" for a in e["per_exit_accuracy"])
         if "train_images_per_s" in e:
             tput = f"{e['train_images_per_s']:.0f}"
-        elif "train_seconds" in e:  # Whole fit() calls, XLA compilation and evaluation included.
+        elif "epoch_seconds" in e:  # The sum of every epoch's time, across resumes.
+            tput = f"{results['train_images'] * args.epochs / e['epoch_seconds']:.0f} (epochs)"
+        elif "train_seconds" in e:  # The last fit() call, XLA compilation and saving included.
             tput = f"{results['train_images'] * args.epochs / e['train_seconds']:.0f} (fit)"
         else:
             tput = "-"

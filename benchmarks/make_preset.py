@@ -36,7 +36,9 @@ def main(argv=None) -> int:
     p.add_argument("--data-description", default="CIFAR-10 from ../shared/data/cifar10_compact.npz "
                    "(official split; most images recovered from JPEG q75, see its README)")
     p.add_argument("--command", required=True, help="the command that trained the run")
-    p.add_argument("--train-seconds", type=float, help="wall time of the training")
+    p.add_argument("--train-seconds", type=float,
+                   help="wall time of the training (default: the sum of the run's epoch_times.json, "
+                        "recorded across resumes, when it has every epoch)")
     p.add_argument("--check-images", type=int, default=500)
     args = p.parse_args(argv)
 
@@ -47,6 +49,7 @@ def main(argv=None) -> int:
     from ravit_keras.evaluation import predict_exit_logits
     from ravit_keras.model import RAViT, load_ravit
     from ravit_keras.model.flops import model_macs
+    from ravit_keras.train import training_seconds
 
     run = Path(args.run)
     trained = load_ravit(str(run / MODEL_FILE))
@@ -55,6 +58,9 @@ def main(argv=None) -> int:
     model = RAViT(config)  # Uncompiled: the file keeps weights, not optimizer state.
     model.set_weights(trained.get_weights())
     record = json.loads((run / "config.json").read_text())
+    train_seconds = args.train_seconds
+    if train_seconds is None:
+        train_seconds = training_seconds(run, record["training"]["epochs"])
 
     test = load_split(args.data, "test", image_size=config.image_size)
     if test.class_names != record.get("class_names"):
@@ -69,7 +75,7 @@ def main(argv=None) -> int:
         "data": args.data_description,
         "command": args.command,
         "host": cpu_description(),
-        "train_seconds": args.train_seconds,
+        "train_seconds": train_seconds,
         "test_images": int(len(labels)),
         "test_top1": per_exit[-1],
         "test_top1_per_exit": per_exit,

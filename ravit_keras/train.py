@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,6 +26,7 @@ MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.csv"
 BACKUP_DIR = "backup"
+EPOCH_TIMES_FILE = "epoch_times.json"
 DTYPE_POLICIES = ("float32", "mixed_bfloat16")
 
 
@@ -180,8 +182,53 @@ class _FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().on_epoch_end(epoch, logs)
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Records each finished epoch's wall time (training and validation) in a JSON file.
+
+    The file survives resumes: an epoch trained again after a kill replaces its own
+    entry, so the sum over the file is the run's training time however many
+    processes it took (``training_seconds``). Written atomically after every epoch.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__()
+        self.path = Path(path)
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._start is None:
+            return
+        seconds = read_epoch_times(self.path.parent)
+        seconds[epoch] = round(time.perf_counter() - self._start, 3)
+        self._start = None
+        atomic_write_json(self.path, {"seconds_per_epoch": {str(e): seconds[e] for e in sorted(seconds)}})
+
+
+def read_epoch_times(out_dir: str | os.PathLike) -> dict[int, float]:
+    """``{epoch: seconds}`` recorded by ``EpochTimer`` in a run folder (empty if none)."""
+    path = Path(out_dir) / EPOCH_TIMES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return {int(e): float(s) for e, s in json.loads(path.read_text())["seconds_per_epoch"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: not an epoch-times file ({err}).") from err
+
+
+def training_seconds(out_dir: str | os.PathLike, epochs: int) -> float | None:
+    """Sum of the recorded epoch times of a run of ``epochs`` epochs, across resumes;
+    None unless every epoch was timed (a run started before the timer existed)."""
+    seconds = read_epoch_times(out_dir)
+    if sorted(seconds) != list(range(epochs)):
+        return None
+    return sum(seconds.values())
+
+
 def training_callbacks(out_dir: str | os.PathLike) -> list[keras.callbacks.Callback]:
-    """Checkpoint every epoch (resumable after a kill), CSV log, NaN guard.
+    """Checkpoint every epoch (resumable after a kill), CSV log, epoch times, NaN guard.
 
     The checkpoint is not deleted when training ends: ``train`` removes it only
     once the final model is safely in place, so a kill at any moment loses nothing.
@@ -194,6 +241,7 @@ def training_callbacks(out_dir: str | os.PathLike) -> list[keras.callbacks.Callb
         _FiniteBackupAndRestore(str(out_dir / BACKUP_DIR), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.CSVLogger(str(out_dir / LOG_FILE), append=True),
         keras.callbacks.TerminateOnNaN(),
+        EpochTimer(out_dir / EPOCH_TIMES_FILE),
     ]
 
 

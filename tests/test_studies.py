@@ -37,6 +37,9 @@ def test_tinyimagenet_study_trains_reports_and_resumes(tmp_path):
     assert "sweep" not in models["ViT-3"]
     assert (out / "accuracy_vs_mflops.png").stat().st_size > 0
     assert "| RAViT 2-0-3 | 2-0-3 |" in (out / "results.md").read_text()
+    # Training time is the sum of the epochs' times on record (it survives resumes).
+    assert all(0 < m["epoch_seconds"] for m in models.values())
+    assert "(epochs) |" in (out / "results.md").read_text()
 
     # A rerun evaluates the finished models again without training them.
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*/model.keras")}

@@ -28,16 +28,20 @@ from ravit_keras.model import RAViT, load_ravit
 from ravit_keras.train import (
     BACKUP_DIR,
     CONFIG_FILE,
+    EPOCH_TIMES_FILE,
     LOG_FILE,
     MODEL_FILE,
+    EpochTimer,
     TrainingConfig,
     compile_ravit,
     distribution_strategy,
     exit_losses,
     load_run_config,
     make_optimizer,
+    read_epoch_times,
     train,
     training_callbacks,
+    training_seconds,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,7 +164,8 @@ def test_training_callbacks(tmp_path):
     import keras
 
     kinds = {next(k.__name__ for k in type(cb).__mro__ if k.__module__.startswith("keras")): cb for cb in cbs}
-    assert set(kinds) == {"BackupAndRestore", "CSVLogger", "TerminateOnNaN"}
+    assert set(kinds) == {"BackupAndRestore", "CSVLogger", "TerminateOnNaN", "Callback"}
+    assert isinstance(kinds["Callback"], EpochTimer) and kinds["Callback"].path == tmp_path / EPOCH_TIMES_FILE
     assert isinstance(kinds["BackupAndRestore"], keras.callbacks.BackupAndRestore)
     assert kinds["BackupAndRestore"].backup_dir == str(tmp_path / BACKUP_DIR)
     assert not kinds["BackupAndRestore"].delete_checkpoint  # train() removes it after the final save.
@@ -219,6 +224,27 @@ def test_train_writes_config_log_and_model(finished_run):
     x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     for key, value in loaded(x).items():
         np.testing.assert_allclose(np.array(value), np.array(model(x)[key]), rtol=0, atol=1e-6)
+
+
+def test_train_records_every_epoch_time(finished_run):
+    _, out, _, _ = finished_run
+    seconds = read_epoch_times(out)
+    assert sorted(seconds) == [0, 1] and all(s > 0 for s in seconds.values())
+    assert training_seconds(out, 2) == pytest.approx(sum(seconds.values()))
+    assert training_seconds(out, 3) is None  # Not every epoch of a 3-epoch run was timed.
+
+
+def test_epoch_timer_replaces_an_epoch_trained_again(tmp_path):
+    timer = EpochTimer(tmp_path / EPOCH_TIMES_FILE)
+    for epoch in (0, 1, 1):  # Epoch 1 again, as after a kill before its backup.
+        timer.on_epoch_begin(epoch)
+        timer.on_epoch_end(epoch)
+    assert sorted(read_epoch_times(tmp_path)) == [0, 1]
+    timer.on_epoch_end(5)  # No epoch began in this process: nothing to record.
+    assert sorted(read_epoch_times(tmp_path)) == [0, 1]
+    (tmp_path / EPOCH_TIMES_FILE).write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"epoch_times.json: not an epoch-times file"):
+        read_epoch_times(tmp_path)
 
 
 def test_run_files_share_permissions(finished_run):
@@ -387,6 +413,8 @@ def test_resume_after_sigkill(tmp_path):
     for epoch in range(1, done + 1):  # ...and not trained again (Keras counts from 1).
         assert f"Epoch {epoch}/6" not in second.stdout
     assert f"Epoch {done + 1}/6" in second.stdout
+    # Every epoch's time is on record across the two processes: the run's training time.
+    assert sorted(read_epoch_times(out)) == list(range(6)) and training_seconds(out, 6) > 0
     # Quiet by default: TensorFlow's load-time C++ lines (oneDNN, absl) are held back.
     assert "oneDNN" not in second.stdout + second.stderr and "absl" not in second.stdout + second.stderr
     assert not (out / BACKUP_DIR).exists()
