@@ -703,7 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("train", "train a RAViT with model.fit (resumes if --out holds an unfinished run)")
     _add_model_args(p)
     _add_data_args(p)
-    p.add_argument("--out", required=True, help="run folder: config.json, log.csv, backup/, model.keras")
+    p.add_argument("--out", required=True, help="run folder: config.json, log.csv, epoch_times.json, backup/, model.keras")
     p.add_argument("--epochs", type=_positive_int, default=10, help="training epochs")
     p.add_argument("--batch-size", type=_positive_int, default=128, help="images per step")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of AdamW (cosine schedule)")
