@@ -187,6 +187,7 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"(calibrated on {c['calibrated_on']})"
         )
     if "per_class" in report:
+        point = report["operating_point"]["name"]
         lines.append(f"{exits.format_per_class(report['per_class'])}\n"
-                     f"(at the {report['operating_point']['name']})")
+                     f"({'without early exit' if point == 'no early exit' else 'at the ' + point})")
     return "\n".join(lines)

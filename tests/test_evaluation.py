@@ -31,6 +31,9 @@ def test_evaluate_logits_reports_every_figure_and_writes_files(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["layers"] == "1-2"
     text = format_report(report)
     assert "per-exit accuracy" in text and "calibrated thresholds" in text
+    assert "(at the given thresholds)" in text  # Which operating point the per-class table is at.
+    plain = format_report(evaluate_logits(config, logits, labels))
+    assert plain.rstrip().endswith("(without early exit)")
 
 
 def test_eval_command_on_a_trained_model(tflite_trained_ravit, tmp_path, capsys):
