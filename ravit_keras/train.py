@@ -183,16 +183,18 @@ class _FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Records each finished epoch's wall time (training and validation) in a JSON file.
+    """Records each finished epoch's wall time (training and validation) in
+    ``out_dir/epoch_times.json``.
 
     The file survives resumes: an epoch trained again after a kill replaces its own
     entry, so the sum over the file is the run's training time however many
     processes it took (``training_seconds``). Written atomically after every epoch.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, out_dir: str | os.PathLike):
         super().__init__()
-        self.path = Path(path)
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / EPOCH_TIMES_FILE
         self._start = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -201,7 +203,7 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self._start is None:
             return
-        seconds = read_epoch_times(self.path.parent)
+        seconds = read_epoch_times(self.out_dir)
         seconds[epoch] = round(time.perf_counter() - self._start, 3)
         self._start = None
         atomic_write_json(self.path, {"seconds_per_epoch": {str(e): seconds[e] for e in sorted(seconds)}})
@@ -241,7 +243,7 @@ def training_callbacks(out_dir: str | os.PathLike) -> list[keras.callbacks.Callb
         _FiniteBackupAndRestore(str(out_dir / BACKUP_DIR), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.CSVLogger(str(out_dir / LOG_FILE), append=True),
         keras.callbacks.TerminateOnNaN(),
-        EpochTimer(out_dir / EPOCH_TIMES_FILE),
+        EpochTimer(out_dir),
     ]
 
 

@@ -235,7 +235,7 @@ def test_train_records_every_epoch_time(finished_run):
 
 
 def test_epoch_timer_replaces_an_epoch_trained_again(tmp_path):
-    timer = EpochTimer(tmp_path / EPOCH_TIMES_FILE)
+    timer = EpochTimer(tmp_path)
     for epoch in (0, 1, 1):  # Epoch 1 again, as after a kill before its backup.
         timer.on_epoch_begin(epoch)
         timer.on_epoch_end(epoch)
