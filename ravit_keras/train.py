@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import keras
 
 from ravit_keras.config import RAViTConfig
-from ravit_keras.io_utils import atomic_write_json
+from ravit_keras.io_utils import atomic_write_json, atomic_write_text
 from ravit_keras.model import RAViT
 
 MODEL_FILE = "model.keras"
@@ -229,21 +229,63 @@ def training_seconds(out_dir: str | os.PathLike, epochs: int) -> float | None:
     return sum(seconds.values())
 
 
-def training_callbacks(out_dir: str | os.PathLike) -> list[keras.callbacks.Callback]:
-    """Checkpoint every epoch (resumable after a kill), CSV log, epoch times, NaN guard.
+class _ResumableCSVLogger(keras.callbacks.CSVLogger):
+    """Keras's CSVLogger(append=True) that keeps one row per epoch across resumes.
 
+    An epoch's row is written before its backup (see ``training_callbacks``), so a
+    kill between the two leaves a row for an epoch the resumed run trains again;
+    the first epoch of a run drops the rows of that epoch and later ones first.
+    """
+
+    def __init__(self, filename, **kwargs):
+        super().__init__(filename, append=True, **kwargs)
+        self._first_epoch_of_run = True
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._first_epoch_of_run = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._first_epoch_of_run:
+            return
+        self._first_epoch_of_run = False
+        path = Path(self.filename)
+        if not path.is_file():
+            return
+        lines = path.read_text().splitlines(keepends=True)
+        kept = lines[:1] + [line for line in lines[1:] if _log_row_epoch(line, path) < epoch]
+        if len(kept) == len(lines):
+            return
+        self.csv_file.close()
+        atomic_write_text(path, "".join(kept))
+        self.csv_file = open(path, "a")
+
+
+def _log_row_epoch(line: str, path: Path) -> int:
+    try:
+        return int(line.split(",", 1)[0])
+    except ValueError as err:
+        raise ValueError(f"{path}: a row does not start with its epoch number: {line.strip()!r}.") from err
+
+
+def training_callbacks(out_dir: str | os.PathLike) -> list[keras.callbacks.Callback]:
+    """NaN guard, CSV log, epoch times, and a checkpoint every epoch (resumable after a kill).
+
+    The checkpoint comes last, so an epoch's log row and time are on record before
+    the backup says the epoch is done: a kill between them trains that epoch again
+    and replaces its row and time, instead of leaving a finished epoch without them.
     The checkpoint is not deleted when training ends: ``train`` removes it only
     once the final model is safely in place, so a kill at any moment loses nothing.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return [
+        keras.callbacks.TerminateOnNaN(),
+        _ResumableCSVLogger(str(out_dir / LOG_FILE)),
+        EpochTimer(out_dir),
         # Weights + optimizer + epoch counter; double_checkpoint keeps the previous
         # backup, so a kill during the write still resumes from the epoch before.
         _FiniteBackupAndRestore(str(out_dir / BACKUP_DIR), double_checkpoint=True, delete_checkpoint=False),
-        keras.callbacks.CSVLogger(str(out_dir / LOG_FILE), append=True),
-        keras.callbacks.TerminateOnNaN(),
-        EpochTimer(out_dir),
     ]
 
 

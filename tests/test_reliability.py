@@ -547,7 +547,7 @@ def test_an_epoch_with_a_nan_loss_is_never_backed_up(tmp_path):
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
-    backup = training_callbacks(tmp_path)[0]
+    backup, = (cb for cb in training_callbacks(tmp_path) if isinstance(cb, keras.callbacks.BackupAndRestore))
     backup.set_model(model)
     backup.on_train_begin()
     backup.on_epoch_end(0, {"loss": float("nan")})
