@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from ravit_keras import exits  # noqa: E402
-from ravit_keras.config import get_config  # noqa: E402
+from ravit_keras.config import format_layers, get_config  # noqa: E402
 from ravit_keras.data import load_split, make_pipeline  # noqa: E402
 from ravit_keras.evaluation import evaluate_logits, predict_exit_logits  # noqa: E402
 from ravit_keras.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
@@ -42,12 +42,15 @@ from ravit_keras.train import (  # noqa: E402
 )
 
 # name -> config changes. "LIT": the first full-resolution layer of RAViT 1-3 is an
-# attention-free MLP block (LIT, "Less is More: Pay Less Attention").
+# attention-free MLP block (LIT, "Less is More: Pay Less Attention"). "w25-75": exit
+# loss weights 0.25/0.75 instead of equal ones, so that exit 1's loss shapes the CLS
+# token branch 2 starts from less (the 3-epoch diagnostic in BENCHMARKS.md §2).
 MODELS = {
     "ViT-3": {"layers": "0-3"},
     "ViT-4": {"layers": "0-4"},
     "RAViT 1-3": {"layers": "1-3"},
     "RAViT 1-3 LIT": {"layers": "1-3", "mlp_layers": "0-1"},
+    "RAViT 1-3 w25-75": {"layers": "1-3", "exit_weights": (0.25, 0.75)},
 }
 
 
@@ -67,6 +70,16 @@ def measure_throughput(config, batch_size: int, steps: int, seed: int = 0) -> fl
     return len(x) / (time.perf_counter() - start)
 
 
+def select_models(parser: argparse.ArgumentParser, spec: str, known: dict) -> dict:
+    """``{name: changes}`` of the comma-separated ``--models`` names; an unknown name
+    is a usage error naming the flag and the choices."""
+    names = [m.strip() for m in spec.split(",")]
+    unknown = [m for m in names if m not in known]
+    if unknown:
+        parser.error(f"--models: unknown {unknown}; choose from {', '.join(known)}")
+    return {m: known[m] for m in names}
+
+
 def add_recipe_arguments(p: argparse.ArgumentParser, *, epochs: int, batch_size: int) -> None:
     """The recipe and output flags every study shares."""
     p.add_argument("--epochs", type=int, default=epochs)
@@ -77,6 +90,16 @@ def add_recipe_arguments(p: argparse.ArgumentParser, *, epochs: int, batch_size:
     p.add_argument("--limit-train", type=int, help="use only the first N training images")
     p.add_argument("--dtype-policy", default="float32", choices=("float32", "mixed_bfloat16"))
     p.add_argument("--xla", default="auto", choices=("auto", "on", "off"))
+
+
+def _describe_layers(config) -> str:
+    """The layer spec, with attention-free layers and non-default exit weights if any."""
+    text = config.layer_spec
+    if config.mlp_layers:
+        text += f", MLP {format_layers(config.mlp_layers)}"
+    if config.exit_weights:
+        text += ", weights " + "/".join(f"{w:g}" for w in config.exit_weights)
+    return text
 
 
 def run_study(base, models: dict, train_split, test_split, args, out: Path, dataset_title: str) -> dict:
@@ -103,7 +126,7 @@ def run_study(base, models: dict, train_split, test_split, args, out: Path, data
     for name, changes in models.items():
         config = base.replace(**changes)
         run = out / name.replace(" ", "_")
-        entry = {"layers": config.layer_spec, "mflops": 2 * flops.model_macs(config) / 1e6}
+        entry = {"layers": _describe_layers(config), "mflops": 2 * flops.model_macs(config) / 1e6}
         if throughput_steps:
             entry["train_images_per_s"] = measure_throughput(config, args.batch_size, throughput_steps)
             print(f"{name}: {entry['train_images_per_s']:.1f} training images/s", flush=True)
@@ -131,15 +154,12 @@ def run_study(base, models: dict, train_split, test_split, args, out: Path, data
 
     baselines = {n: (e["mflops"], e["top1"]) for n, e in results["models"].items() if "sweep" not in e}
     baselines.update(getattr(args, "paper_points", None) or {})
-    first = True
-    for name, entry in results["models"].items():
-        if "sweep" in entry:
-            plot = "accuracy_vs_mflops.png" if first else f"accuracy_vs_mflops_{name.replace(' ', '_')}.png"
-            first = False
-            exits.plot_accuracy_vs_flops(
-                entry["sweep"], out / plot, baselines=baselines,
-                title=f"{dataset_title}, {args.epochs} epochs: {name} early exit vs classic ViTs",
-            )
+    sweeps = {n: e["sweep"] for n, e in results["models"].items() if "sweep" in e}
+    if sweeps:  # Every early-exit model's curve in one plot, beside the classic ViTs.
+        exits.plot_accuracy_vs_flops(
+            sweeps, out / "accuracy_vs_mflops.png", baselines=baselines,
+            title=f"{dataset_title}, {args.epochs} epochs: early exit vs classic ViTs",
+        )
     atomic_write_text(out / "results.md", format_markdown(results, args))
     print((out / "results.md").read_text())
     return results
@@ -163,10 +183,10 @@ def main(argv=None) -> int:
     p.add_argument("--throughput-steps", type=int, default=12, help="0 skips the throughput measurement")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
     args = p.parse_args(argv)
+    models = select_models(p, args.models, MODELS)
 
     train_split = load_split(args.data, "train", num_examples=args.limit_train)
     test_split = load_split(args.data, "test")
-    models = {m.strip(): MODELS[m.strip()] for m in args.models.split(",")}
     args.paper_points = PAPER_POINTS
     run_study(get_config("cifar10"), models, train_split, test_split, args, Path(args.out), "CIFAR-10")
     return 0

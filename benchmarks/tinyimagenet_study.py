@@ -23,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cifar10_study import add_recipe_arguments, run_study  # noqa: E402
+from cifar10_study import add_recipe_arguments, run_study, select_models  # noqa: E402
 
 from ravit_keras.config import get_config  # noqa: E402
 from ravit_keras.data import load_split  # noqa: E402
@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     add_recipe_arguments(p, epochs=3, batch_size=128)
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
     args = p.parse_args(argv)
+    models = select_models(p, args.models, MODELS)
 
     base = get_config("tinyimagenet").replace(
         hidden_dim=args.hidden_dim, mlp_dim=args.mlp_dim, num_heads=args.num_heads
@@ -50,7 +51,6 @@ def main(argv=None) -> int:
     # Decoded once and kept in memory: JPEG decoding would otherwise take CPU from training.
     train_split = load_split(args.data, "train", num_examples=args.limit_train, **split_args).cached()
     test_split = load_split(args.data, "test", **split_args)
-    models = {m.strip(): MODELS[m.strip()] for m in args.models.split(",")}
     title = f"Tiny ImageNet (holdout), d={args.hidden_dim}"
     run_study(base, models, train_split, test_split, args, Path(args.out), title)
     return 0

@@ -59,3 +59,13 @@ def test_tinyimagenet_study_trains_reports_and_resumes(tmp_path):
     # ... but not rows trained with another recipe.
     assert tinyimagenet_study.main([*argv, "--models", "ViT-3", "--lr", "0.01"]) == 0
     assert set(json.loads((out / "results.json").read_text())["models"]) == {"ViT-3"}
+
+
+@pytest.mark.parametrize("study", ["cifar10_study", "tinyimagenet_study"])
+def test_an_unknown_model_is_a_usage_error_before_any_data_is_read(study, tmp_path, capsys):
+    module = __import__(study)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--data", str(tmp_path / "absent"), "--models", "ViT-3,ViT-9"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--models: unknown ['ViT-9']; choose from" in err and "ViT-3" in err

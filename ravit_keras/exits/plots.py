@@ -25,7 +25,7 @@ def _new_figure(figsize):
 
 
 def plot_accuracy_vs_flops(
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[dict[str, Any]] | Mapping[str, Sequence[dict[str, Any]]],
     path: str | Path,
     baselines: Mapping[str, tuple[float, float]] | None = None,
     title: str | None = None,
@@ -33,16 +33,20 @@ def plot_accuracy_vs_flops(
     """Accuracy (%) against average MFLOPs for sweep rows, written atomically as PNG.
 
     Args:
-        rows: sweep rows (need ``avg_mflops`` and ``accuracy`` as a fraction).
+        rows: sweep rows (need ``avg_mflops`` and ``accuracy`` as a fraction), or
+            ``name -> rows`` to draw several models' early-exit curves in one plot.
         baselines: optional ``name -> (mflops, accuracy)``, accuracy a fraction in
             [0, 1] like the rows, drawn as labelled points (e.g. classic ViTs).
     """
-    rows = list(rows)
-    if not rows:
-        raise ValueError(f"No sweep rows to plot into {path}.")
-    pts = sorted((float(r["avg_mflops"]), 100.0 * float(r["accuracy"])) for r in rows)
+    curves = ({str(name): list(r) for name, r in rows.items()} if isinstance(rows, Mapping)
+              else {"RAViT early exit": list(rows)})
+    if not curves or not all(curves.values()):
+        empty = [name for name, r in curves.items() if not r]
+        raise ValueError(f"No sweep rows to plot into {path}" + (f" for {empty}." if empty else "."))
     fig, ax = _new_figure((6.0, 4.2))
-    ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, label="RAViT early exit")
+    for name, curve in curves.items():
+        pts = sorted((float(r["avg_mflops"]), 100.0 * float(r["accuracy"])) for r in curve)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, label=name)
     for name, (mflops, acc) in (baselines or {}).items():
         if not 0.0 <= float(acc) <= 1.0:
             raise ValueError(

@@ -64,6 +64,11 @@ def test_plots(tmp_path):
     assert _is_png(exits.plot_exit_histogram(rows[5]["exit_counts"], ["exit_1", "exit_2"], tmp_path / "h.png"))
     with pytest.raises(ValueError, match="93"):
         exits.plot_accuracy_vs_flops(rows, tmp_path / "bad.png", baselines={"ViT": (1.0, 93.0)})
+    # Several models' curves in one plot; an empty one is named.
+    assert _is_png(exits.plot_accuracy_vs_flops({"RAViT 1-3": rows, "RAViT 1-3 LIT": rows[::2]},
+                                                tmp_path / "two.png"))
+    with pytest.raises(ValueError, match=r"\['LIT'\]"):
+        exits.plot_accuracy_vs_flops({"RAViT": rows, "LIT": []}, tmp_path / "bad.png")
     with pytest.raises(ValueError, match="differ in length"):
         exits.plot_exit_histogram([1, 2], ["exit_1"], tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
