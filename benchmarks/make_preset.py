@@ -21,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ravit_keras.config import format_layers  # noqa: E402
 from ravit_keras.deploy.profiling import cpu_description  # noqa: E402
 from ravit_keras.io_utils import atomic_directory  # noqa: E402
 from ravit_keras.presets import CARD_FILE, MODEL_FILE, PRESETS_DIR  # noqa: E402
@@ -71,11 +72,12 @@ def main(argv=None) -> int:
     card = {
         "name": args.name,
         "layers": config.layer_spec,
+        **({"mlp_layers": format_layers(config.mlp_layers)} if config.mlp_layers else {}),
         "mflops": 2 * model_macs(config) / 1e6,
         "data": args.data_description,
         "command": args.command,
         "host": cpu_description(),
-        "train_seconds": train_seconds,
+        "train_seconds": None if train_seconds is None else round(train_seconds, 1),
         "test_images": int(len(labels)),
         "test_top1": per_exit[-1],
         "test_top1_per_exit": per_exit,

@@ -37,7 +37,11 @@ def cifar10_test_images(n: int):
 
 
 def test_the_reference_presets_ship():
-    assert {"ravit_1-3_cifar10", "vit4_cifar10"} <= set(presets.available_presets())
+    assert {"ravit_1-3_cifar10", "vit4_cifar10", "ravit_1-3_lit_cifar10"} <= set(presets.available_presets())
+    # The LIT preset is a RAViT 1-3 whose first full-resolution layer is an MLP block.
+    lit = presets.from_preset("ravit_1-3_lit_cifar10").ravit_config
+    assert lit.layers == (1, 3) and lit.mlp_layers == (0, 1)
+    assert presets.preset_card("ravit_1-3_lit_cifar10")["mlp_layers"] == "0-1"
     from ravit_keras import train
 
     assert presets.MODEL_FILE == train.MODEL_FILE  # A preset is a run folder: the same file name.

@@ -151,3 +151,29 @@ def test_matrix_macs_counts_what_the_graph_runs(tmp_path, tflite_float32_folder,
     last = flops.branch_costs(config)[-1].macs
     executed = matrix_macs(tflite_float32_folder / f"branch_{len(config.layers)}.tflite")
     assert 0 < executed < last
+
+
+def test_submodel_latency_script_times_folders_side_by_side(tflite_int8_folder, tflite_float32_folder,
+                                                            tmp_path, capsys):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import submodel_latency
+
+    argv = [f"int8={tflite_int8_folder}", f"float32={tflite_float32_folder}",
+            "--repeats", "2", "--rounds", "1", "--runs", "3"]
+    assert submodel_latency.main(argv) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| repeat | int8 ms | float32 ms | float32 / int8 |"
+    assert [r.split(" | ")[0] for r in rows[1:]] == ["| 1", "| 2"]
+    # Each cell is the sum of that folder's submodels (two branches here).
+    cell = rows[1].split(" | ")[1]
+    parts, total = cell.split(" = ")
+    assert len(parts.split(" + ")) == 2
+    assert float(total) == pytest.approx(sum(float(x) for x in parts.split(" + ")), abs=2e-3)
+    with pytest.raises(SystemExit):
+        submodel_latency.main([f"x={tmp_path}"])
+    assert "x: No manifest.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        submodel_latency.main(["no-equals-sign"])
+    assert "give NAME=FOLDER" in capsys.readouterr().err
