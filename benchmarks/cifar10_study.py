@@ -51,6 +51,9 @@ MODELS = {
     "RAViT 1-3": {"layers": "1-3"},
     "RAViT 1-3 LIT": {"layers": "1-3", "mlp_layers": "0-1"},
     "RAViT 1-3 w25-75": {"layers": "1-3", "exit_weights": (0.25, 0.75)},
+    # Integer-friendly variants (int8 fuses ReLU into the fully-connected layer).
+    "RAViT 1-3 ReLU": {"layers": "1-3", "mlp_activation": "relu"},
+    "RAViT 1-3 ReLU LIT": {"layers": "1-3", "mlp_layers": "0-1", "mlp_activation": "relu"},
 }
 
 
@@ -97,6 +100,8 @@ def _describe_layers(config) -> str:
     text = config.layer_spec
     if config.mlp_layers:
         text += f", MLP {format_layers(config.mlp_layers)}"
+    if config.mlp_activation != "gelu":
+        text += f", {config.mlp_activation.upper()}"
     if config.exit_weights:
         text += ", weights " + "/".join(f"{w:g}" for w in config.exit_weights)
     return text

@@ -87,6 +87,9 @@ def _add_model_args(p: argparse.ArgumentParser, default_config: str = "cifar10")
     g.add_argument("--mlp-layers",
                    help="per branch, how many leading layers are attention-free MLP blocks (LIT), e.g. 0-1 "
                         "with --layers 1-3; a branch's last layer keeps attention (default: none)")
+    g.add_argument("--mlp-activation", choices=("gelu", "relu", "relu6"),
+                   help="MLP activation: gelu (the paper's) or relu/relu6, which int8 fully-connected "
+                        "layers fuse as their output clamp (default: the preset's, gelu)")
 
 
 def _config_from_args(args):
@@ -97,6 +100,7 @@ def _config_from_args(args):
             scale=args.scale, hidden_dim=args.hidden_dim, mlp_dim=args.mlp_dim,
             num_heads=args.num_heads, num_classes=args.num_classes, dropout=args.dropout,
             exit_weights=args.exit_weights, mlp_layers=args.mlp_layers,
+            mlp_activation=args.mlp_activation,
         ).items() if v is not None
     }
     return get_config(args.config, layers=args.layers, **overrides)

@@ -17,6 +17,8 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The MLP activations a model can use (the layers accept the same names); GELU is the paper's.
+MLP_ACTIVATIONS = ("gelu", "relu", "relu6")
 
 
 def parse_layers(spec: str | Sequence[int]) -> tuple[int, ...]:
@@ -82,6 +84,9 @@ class RAViTConfig:
         branch_sizes: optional tuple of ints, one square side per branch, that
             overrides ``scale`` (the paper's ImageNet branches are 64, 128, 224,
             which no single factor gives). The last must equal the image size.
+        mlp_activation: str, default ``"gelu"`` (the paper's). ``"relu"`` or ``"relu6"``
+            is an integer-friendly deployment variant: int8 fully-connected layers
+            apply it as their output clamp, where GELU runs in float. Same MACs.
         name: str. Preset name, informational.
     """
 
@@ -101,6 +106,7 @@ class RAViTConfig:
     branch_sizes: tuple[int, ...] | None = None
     name: str = "custom"
     mlp_layers: tuple[int, ...] | None = None
+    mlp_activation: str = "gelu"
 
     def __post_init__(self):
         size = self.image_size
@@ -145,6 +151,10 @@ class RAViTConfig:
             raise ValueError(
                 f"hidden_dim {self.hidden_dim} is not divisible by num_heads {self.num_heads}."
             )
+        if self.mlp_activation not in MLP_ACTIVATIONS:
+            raise ValueError(
+                f"mlp_activation {self.mlp_activation!r} is not supported; choose from "
+                f"{', '.join(MLP_ACTIVATIONS)}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
@@ -273,6 +283,8 @@ class RAViTConfig:
             d.pop("mlp_layers")
         else:
             d["mlp_layers"] = format_layers(self.mlp_layers)
+        if self.mlp_activation == "gelu":
+            d.pop("mlp_activation")
         return d
 
     @classmethod

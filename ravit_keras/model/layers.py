@@ -13,7 +13,22 @@ import math
 import keras
 from keras import ops
 
+from ravit_keras.config import MLP_ACTIVATIONS
+
 PACKAGE = "ravit"
+
+
+def check_mlp_activation(name: str) -> str:
+    """Returns ``name`` if it is one of ``MLP_ACTIVATIONS``, else raises ValueError.
+
+    GELU is the paper's; ReLU and ReLU6 are the integer-friendly choices: an int8
+    fully-connected layer applies them as its output clamp, where GELU runs as a
+    float island between DEQUANTIZE and QUANTIZE.
+    """
+    if name not in MLP_ACTIVATIONS:
+        raise ValueError(
+            f"mlp_activation {name!r} is not supported; choose from {', '.join(MLP_ACTIVATIONS)}.")
+    return name
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -153,9 +168,11 @@ class TransformerEncoderBlock(keras.layers.Layer):
     Args:
         hidden_dim: int. Token width ``d``.
         num_heads: int. Attention heads; must divide ``hidden_dim``.
-        mlp_dim: int. Hidden width ``h`` of the two-layer GELU MLP.
+        mlp_dim: int. Hidden width ``h`` of the two-layer MLP.
         dropout: float, default 0. Dropout after the attention projection and the MLP.
         layer_norm_epsilon: float, default 1e-6.
+        mlp_activation: str, default ``"gelu"``. The MLP's activation, one of
+            ``MLP_ACTIVATIONS``.
         cls_only: bool, default False. Return only the updated CLS token
             (B, 1, d). For a branch's last layer nothing reads the other tokens,
             so its query, attention output and MLP run on one token instead of
@@ -163,7 +180,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
     """
 
     def __init__(self, hidden_dim, num_heads, mlp_dim, dropout=0.0,
-                 layer_norm_epsilon=1e-6, cls_only=False, **kwargs):
+                 layer_norm_epsilon=1e-6, cls_only=False, mlp_activation="gelu", **kwargs):
         super().__init__(**kwargs)
         if hidden_dim % num_heads:
             raise ValueError(
@@ -175,6 +192,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.dropout = float(dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.cls_only = bool(cls_only)
+        self.mlp_activation = check_mlp_activation(mlp_activation)
         self.head_dim = self.hidden_dim // self.num_heads
 
         def dense(units, name, activation=None):
@@ -196,7 +214,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.value = dense(self.hidden_dim, "value")
         self.attention_output = dense(self.hidden_dim, "attention_output")
         self.mlp_norm = norm("mlp_norm")
-        self.mlp_hidden = dense(self.mlp_dim, "mlp_hidden", activation="gelu")
+        self.mlp_hidden = dense(self.mlp_dim, "mlp_hidden", activation=self.mlp_activation)
         self.mlp_output = dense(self.hidden_dim, "mlp_output")
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 
@@ -243,6 +261,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
             mlp_dim=self.mlp_dim,
             dropout=self.dropout,
             layer_norm_epsilon=self.layer_norm_epsilon,
+            mlp_activation=self.mlp_activation,
         )
         return config
 
@@ -260,20 +279,24 @@ class MLPBlock(keras.layers.Layer):
 
     Args:
         hidden_dim: int. Token width ``d``.
-        mlp_dim: int. Hidden width ``h`` of the two-layer GELU MLP.
+        mlp_dim: int. Hidden width ``h`` of the two-layer MLP.
         dropout: float, default 0. Dropout after the MLP.
         layer_norm_epsilon: float, default 1e-6.
+        mlp_activation: str, default ``"gelu"``. The MLP's activation, one of
+            ``MLP_ACTIVATIONS``.
     """
 
-    def __init__(self, hidden_dim, mlp_dim, dropout=0.0, layer_norm_epsilon=1e-6, **kwargs):
+    def __init__(self, hidden_dim, mlp_dim, dropout=0.0, layer_norm_epsilon=1e-6,
+                 mlp_activation="gelu", **kwargs):
         super().__init__(**kwargs)
         self.hidden_dim = int(hidden_dim)
         self.mlp_dim = int(mlp_dim)
         self.dropout = float(dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.mlp_activation = check_mlp_activation(mlp_activation)
         init = keras.initializers.TruncatedNormal(stddev=0.02)
         self.mlp_norm = LayerNorm(epsilon=self.layer_norm_epsilon, name="mlp_norm", dtype=self.dtype_policy)
-        self.mlp_hidden = keras.layers.Dense(self.mlp_dim, activation="gelu", name="mlp_hidden",
+        self.mlp_hidden = keras.layers.Dense(self.mlp_dim, activation=self.mlp_activation, name="mlp_hidden",
                                              kernel_initializer=init, dtype=self.dtype_policy)
         self.mlp_output = keras.layers.Dense(self.hidden_dim, name="mlp_output", kernel_initializer=init,
                                              dtype=self.dtype_policy)
@@ -295,7 +318,7 @@ class MLPBlock(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(hidden_dim=self.hidden_dim, mlp_dim=self.mlp_dim, dropout=self.dropout,
-                      layer_norm_epsilon=self.layer_norm_epsilon)
+                      layer_norm_epsilon=self.layer_norm_epsilon, mlp_activation=self.mlp_activation)
         return config
 
 

@@ -99,7 +99,8 @@ def build_branch_model(config: RAViTConfig, branch: int) -> keras.Model:
     for j in range(num_mlp):  # LIT: the leading layers are attention-free.
         tokens = MLPBlock(
             hidden_dim=d, mlp_dim=config.mlp_dim, dropout=config.dropout,
-            layer_norm_epsilon=config.layer_norm_epsilon, name=f"mlp_block_{j + 1}",
+            layer_norm_epsilon=config.layer_norm_epsilon, mlp_activation=config.mlp_activation,
+            name=f"mlp_block_{j + 1}",
         )(tokens)
     for j in range(num_mlp, num_layers):
         tokens = TransformerEncoderBlock(
@@ -108,6 +109,7 @@ def build_branch_model(config: RAViTConfig, branch: int) -> keras.Model:
             mlp_dim=config.mlp_dim,
             dropout=config.dropout,
             layer_norm_epsilon=config.layer_norm_epsilon,
+            mlp_activation=config.mlp_activation,
             cls_only=j == num_layers - 1,
             name=f"transformer_block_{j + 1}",
         )(tokens)
