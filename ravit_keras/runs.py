@@ -1,0 +1,260 @@
+"""The training run folder: its file names, its record, and the policy read from it.
+
+A run folder is what ``train`` writes and what ``eval``, ``convert``, ``bench``,
+``predict`` and the shipped presets read::
+
+    config.json        the run record: model, recipe, class names, data signature
+    log.csv            one row per finished epoch
+    epoch_times.json   each epoch's wall time, across resumes
+    backup/            the checkpoint of an unfinished run
+    model.keras        the trained model (only once training finished)
+
+This module is the one owner of those names and of what is decided from the
+record: the labels' names (with the one placeholder spelling for a model that
+has none), the calibration holdout and which split calibrates the early-exit
+thresholds, with the smallest number of images that can. It imports no
+TensorFlow, so the scheduler side and tools can use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ravit_keras.io_utils import atomic_write_json
+
+MODEL_FILE = "model.keras"
+RECORD_FILE = "config.json"
+CONFIG_FILE = RECORD_FILE  # The name train.py has always exported.
+LOG_FILE = "log.csv"
+BACKUP_DIR = "backup"
+EPOCH_TIMES_FILE = "epoch_times.json"
+RUN_FILES = (RECORD_FILE, LOG_FILE, EPOCH_TIMES_FILE, BACKUP_DIR + "/", MODEL_FILE)
+
+# Fewer labelled images than this cannot place a threshold between confident and
+# unsure images: one image alone sets it to ln C.
+MIN_CALIBRATION_IMAGES = 20
+CALIBRATION_SPLITS = ("auto", "calibration", "train", "test")
+DEFAULT_CALIBRATION_HOLDOUT = 0.05
+# How many images the generated dataset draws when --limit-train is not given; a
+# run on it records the number, since its holdouts are carved from those images.
+DEFAULT_GENERATED_IMAGES = 2000
+
+
+# Class names -----------------------------------------------------------------------
+
+
+def placeholder_class_names(num_classes: int) -> list[str]:
+    """Names for labels known by position only: ``class_0``, ``class_1``, ..."""
+    return [_placeholder(i) for i in range(int(num_classes))]
+
+
+def _placeholder(i: int) -> str:
+    return f"class_{i}"
+
+
+def are_placeholders(names: Sequence[Any]) -> bool:
+    """True when ``names`` say nothing but positions (placeholders or the digits 0, 1, ...)."""
+    return all(str(n) in (_placeholder(i), str(i)) for i, n in enumerate(names))
+
+
+def class_names_or_placeholders(names: Sequence[Any] | None, num_classes: int) -> list[str]:
+    """``names`` as strings, or placeholders when there are none."""
+    return [str(n) for n in names] if names else placeholder_class_names(num_classes)
+
+
+# Paths -----------------------------------------------------------------------------
+
+
+def run_folder(model_path: str | os.PathLike) -> Path:
+    """The run folder of a model path: the folder itself, or the folder a ``.keras`` file is in."""
+    p = Path(model_path)
+    return p if p.is_dir() else p.parent
+
+
+def model_file(model_path: str | os.PathLike) -> Path:
+    """The ``.keras`` file of a model path: ``FOLDER/model.keras`` for a run folder."""
+    p = Path(model_path)
+    return p / MODEL_FILE if p.is_dir() else p
+
+
+def is_finished(out_dir: str | os.PathLike) -> bool:
+    """A run whose final model is saved and whose checkpoint is gone."""
+    out = Path(out_dir)
+    return (out / MODEL_FILE).exists() and not (out / BACKUP_DIR).exists()
+
+
+# The run record ----------------------------------------------------------------------
+
+
+def has_record(out_dir: str | os.PathLike) -> bool:
+    """Whether ``out_dir`` holds a run record."""
+    return (Path(out_dir) / RECORD_FILE).exists()
+
+
+def load_record(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """The run record of ``out_dir``.
+
+    Raises:
+        FileNotFoundError: ``out_dir`` is not a training run folder.
+    """
+    path = Path(out_dir) / RECORD_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"No {RECORD_FILE} in {out_dir}: not a training run folder.")
+    return json.loads(path.read_text())
+
+
+def read_record(model_path: str | os.PathLike) -> dict[str, Any]:
+    """The run record beside a trained model (``{}`` when there is none or it is unreadable)."""
+    try:
+        record = json.loads((run_folder(model_path) / RECORD_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def write_record(out_dir: str | os.PathLike, model: dict[str, Any], training: dict[str, Any],
+                 class_names: Sequence[Any] | None = None, data: dict[str, Any] | None = None) -> Path:
+    """Writes the run record (atomically): model and recipe, and what names the data."""
+    record: dict[str, Any] = {"model": model, "training": training}
+    if class_names is not None:
+        record["class_names"] = [str(n) for n in class_names]
+    if data is not None:
+        record["data"] = data
+    return atomic_write_json(Path(out_dir) / RECORD_FILE, record)
+
+
+def copy_record(run: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Copies a run's record and training log into ``dest`` (a preset folder)."""
+    import shutil
+
+    for name in (RECORD_FILE, LOG_FILE):
+        shutil.copy(Path(run) / name, Path(dest) / name)
+
+
+def class_names(model_path: str | os.PathLike, num_classes: int) -> list[str]:
+    """The class names a run recorded beside a trained model, else placeholders."""
+    names = read_record(model_path).get("class_names")
+    if isinstance(names, list) and len(names) == num_classes:
+        return [str(n) for n in names]
+    return placeholder_class_names(num_classes)
+
+
+def data_signature(source: str, num_examples: int, class_names: Sequence[Any], holdout_fraction: float,
+                   calibration_holdout: float, generated_images: int | None = None) -> dict[str, Any]:
+    """What identifies a run's training data; a resumed run must be given the same."""
+    signature = {"source": str(source), "num_examples": int(num_examples),
+                 "class_names": [str(n) for n in class_names], "holdout_fraction": holdout_fraction,
+                 "calibration_holdout": calibration_holdout}
+    if source == "generated":
+        # The generated set depends on how many images are drawn: the holdout is of these.
+        signature["generated_images"] = generated_images or DEFAULT_GENERATED_IMAGES
+    return signature
+
+
+# Calibration: which images the early-exit thresholds are calibrated on ---------------
+
+
+@dataclass(frozen=True)
+class CalibrationPlan:
+    """Where a model's thresholds are calibrated.
+
+    Attributes:
+        split: "calibration" (the run's held-out training images), "train" or "test".
+        fraction: the share of each class's training images the run held out (0: none).
+        seed: the run's seed, which placed that holdout.
+        generated_images: for generated data, how many images the run drew.
+        note: a caveat to show the user (None when there is nothing to say).
+    """
+
+    split: str
+    fraction: float
+    seed: int
+    generated_images: int | None = None
+    note: str | None = None
+
+    @property
+    def carve_fraction(self) -> float:
+        """The holdout to carve from the training images (0 when reading the test split)."""
+        return self.fraction if self.split in ("calibration", "train") else 0.0
+
+    @property
+    def description(self) -> str:
+        """What the images are, as reports and manifests state it."""
+        return {"calibration": f"held-out training images never trained on ({self.fraction:g} of each class)",
+                "train": "training images", "test": "test images"}[self.split]
+
+
+def calibration_plan(model_path: str | os.PathLike, requested: str = "auto") -> CalibrationPlan:
+    """Chooses the calibration split of a trained model from its run record.
+
+    ``auto``: the training images the run held out (``--calibration-holdout``),
+    which the model never saw; without that record, the training split, with a
+    note that this is optimistic.
+
+    Raises:
+        ValueError: "calibration" was asked of a model that records no holdout.
+    """
+    if requested not in CALIBRATION_SPLITS:
+        raise ValueError(f"calibration split must be one of {', '.join(CALIBRATION_SPLITS)}, got {requested!r}.")
+    record = read_record(model_path)
+    data = record.get("data") or {}
+    fraction = float(data.get("calibration_holdout") or 0.0)
+    seed = int((record.get("training") or {}).get("seed") or 0)
+    split, note = requested, None
+    if split == "auto":
+        split = "calibration" if fraction > 0 else "train"
+        if split == "train":
+            note = ("note: the model records no calibration holdout (ravit train --calibration-holdout); "
+                    "thresholds are calibrated on training images, which is optimistic "
+                    "(--calibration-split test uses the test split)")
+    if split == "calibration" and fraction <= 0:
+        raise ValueError(f"--calibration-split calibration: {model_path} records no calibration holdout "
+                         "(train with --calibration-holdout, or pass --calibration-split test).")
+    return CalibrationPlan(split, fraction, seed, data.get("generated_images"), note)
+
+
+def check_calibration_size(num_images: int) -> None:
+    """Refuses a calibration set too small to place a threshold.
+
+    Raises:
+        ValueError: fewer than ``MIN_CALIBRATION_IMAGES`` images.
+    """
+    if num_images < MIN_CALIBRATION_IMAGES:
+        raise ValueError(
+            f"--calibration-images: {num_images} labelled images cannot calibrate early-exit thresholds; "
+            f"give at least {MIN_CALIBRATION_IMAGES}.")
+
+
+# Epoch times -----------------------------------------------------------------------
+
+
+def read_epoch_times(out_dir: str | os.PathLike) -> dict[int, float]:
+    """``{epoch: seconds}`` recorded by ``EpochTimer`` in a run folder (empty if none)."""
+    path = Path(out_dir) / EPOCH_TIMES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return {int(e): float(s) for e, s in json.loads(path.read_text())["seconds_per_epoch"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: not an epoch-times file ({err}).") from err
+
+
+def write_epoch_times(out_dir: str | os.PathLike, seconds: dict[int, float]) -> Path:
+    """Writes ``{epoch: seconds}`` (atomically)."""
+    return atomic_write_json(Path(out_dir) / EPOCH_TIMES_FILE,
+                             {"seconds_per_epoch": {str(e): seconds[e] for e in sorted(seconds)}})
+
+
+def training_seconds(out_dir: str | os.PathLike, epochs: int) -> float | None:
+    """Sum of the recorded epoch times of a run of ``epochs`` epochs, across resumes;
+    None unless every epoch was timed (a run started before the timer existed)."""
+    seconds = read_epoch_times(out_dir)
+    if sorted(seconds) != list(range(epochs)):
+        return None
+    return sum(seconds.values())
+
