@@ -1,6 +1,11 @@
 """Image classification data: every source gives a ``DataSplit``; ``make_pipeline`` batches it.
 
     split.py          DataSplit and the helpers every source builds one with
+    classes.py        match_classes: a split's labels against a model's classes
+    sampling.py       seeded, stratified holdouts and orders
+    errors.py         DatasetError
+    source.py         DataSource: where the data is, loaded split by split (the CLI's data flags)
+    calibration.py    load_calibration: the images a model's thresholds are calibrated on
     loading.py        load_split: recognises the source and dispatches
     generated.py      the generated (synthetic, resolution-dependent) dataset
     tfds_source.py    prepared TensorFlow Datasets (tfds:NAME)
@@ -25,7 +30,7 @@ _EXPORTS = {
     "generated_class_names": "generated", "GENERATED_COARSE_CLASSES": "generated",
     "GENERATED_FINE_CLASSES": "generated",
     "CIFAR10_CLASS_NAMES": "cifar10",
-    
+    "DataSource": "source", "load_calibration": "calibration",
 }
 
 __all__ = sorted(_EXPORTS)

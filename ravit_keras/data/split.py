@@ -14,13 +14,10 @@ from typing import Iterator
 import numpy as np
 
 from ravit_keras import images
-
-SPLITS = ("train", "test")
+from ravit_keras.data.classes import match_classes, take_classes  # noqa: F401  (re-exported)
+from ravit_keras.data.errors import DatasetError
+from ravit_keras.data.sampling import SPLITS, holdout, seeded_order  # noqa: F401  (re-exported)
 CALIBRATION = "calibration"  # The held-out part of "train" that thresholds are calibrated on.
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be used as asked: bad layout, classes that do not match."""
 
 
 class DataSplit:
@@ -290,41 +287,6 @@ def normalize_image_size(image_size) -> tuple[int, int]:
     return size
 
 
-def take_classes(class_names: list[str], num_classes: int | None) -> list[str]:
-    if num_classes is None:
-        return list(class_names)
-    if num_classes > len(class_names):
-        raise ValueError(
-            f"num_classes={num_classes} exceeds the {len(class_names)} classes of the dataset."
-        )
-    return list(class_names)[:num_classes]
-
-
-def holdout(files, labels, split, fraction, seed, salt: int = 0x484F):
-    """Seeded stratified split: `fraction` of each class is "test", the rest "train".
-
-    ``salt`` keeps different holdouts (test, calibration) independent of each other.
-    """
-    is_test = np.zeros(len(labels), dtype=bool)
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        k = int(round(len(idx) * fraction))
-        k = min(max(k, 1), len(idx) - 1) if len(idx) > 1 else 0
-        # A per-class stream keeps each class's holdout independent of the others.
-        rng = np.random.default_rng([int(seed), int(c), salt])
-        is_test[rng.permutation(idx)[:k]] = True
-    keep = is_test if split == "test" else ~is_test
-    return files[keep], labels[keep]
-
-
-def seeded_order(files, labels, seed, split, num_examples):
-    rng = np.random.default_rng([int(seed), SPLITS.index(split), 0x4F52])
-    order = rng.permutation(len(files))
-    if num_examples is not None:
-        order = order[:num_examples]
-    return files[order], labels[order]
-
-
 def resize_uint8(image, size):
     """Bilinear resize of a uint8 image, rounded and clipped back to uint8 (TensorFlow)."""
     import tensorflow as tf
@@ -365,55 +327,3 @@ def finish(split: DataSplit, image_size) -> DataSplit:
     if image_size is None or image_size == split.image_size:
         return split
     return split.resized(image_size)
-
-
-def _generic(names) -> bool:
-    """True for placeholder names (``class_<i>`` or digits): labels known by position only."""
-    return all(str(n) == f"class_{i}" or str(n) == str(i) for i, n in enumerate(names))
-
-
-def match_classes(split: DataSplit, model_classes, where: str = "the model") -> tuple[DataSplit, str | None]:
-    """Matches a split's labels to a model's classes by name.
-
-    Same names in the same order: the split as it is. Labels without names
-    (``class_<i>`` or digits) are taken by position and get the model's names. The
-    same names in another
-    order, or a subset of the model's classes (a class with no images here): the
-    labels are mapped by name and a note says so. Names the model does not know
-    are refused. When only the model's names are placeholders, the
-    class counts must agree.
-
-    Returns:
-        ``(split, note or None)``.
-
-    Raises:
-        DatasetError: listing the classes that differ.
-    """
-    model_classes = [str(n) for n in model_classes]
-    names = [str(n) for n in split.class_names]
-    if names == model_classes:
-        return split, None
-    if _generic(names):
-        if len(names) <= len(model_classes):
-            # Labels without names: positions are all there is; the model's names stand.
-            return (split if _generic(model_classes) else split._with(class_names=model_classes)), None
-        raise DatasetError(
-            f"The data's labels go up to {len(names) - 1}, but {where} has {len(model_classes)} classes.")
-    if _generic(model_classes):
-        if len(names) == len(model_classes):
-            return split, None
-        raise DatasetError(
-            f"The data has {len(names)} classes, {where} {len(model_classes)} (whose names are unknown).")
-    unknown = [n for n in names if n not in model_classes]
-    if unknown:
-        missing = [n for n in model_classes if n not in names]
-        raise DatasetError(
-            f"The data's classes do not match {where}'s: {len(unknown)} unknown to it "
-            f"({', '.join(unknown[:10])}{', ...' if len(unknown) > 10 else ''})"
-            + (f"; {len(missing)} of its classes missing here ({', '.join(missing[:10])}"
-               f"{', ...' if len(missing) > 10 else ''})" if missing else "") + ".")
-    index = np.array([model_classes.index(n) for n in names], np.int64)
-    missing = [n for n in model_classes if n not in names]
-    note = ("labels mapped to the model's classes by name"
-            + (f"; no images of {', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''}" if missing else ""))
-    return split.relabelled(index, model_classes), note
