@@ -1,4 +1,8 @@
-"""RAViT configuration: one dataclass plus the paper's named presets.
+"""RAViT configuration: one dataclass plus the paper's named architectures.
+
+An *architecture* (``get_config("cifar10")``, ``ravit train --arch cifar10``) is an
+untrained configuration; a *preset* is a trained model that ships
+(``preset:ravit_1-3_cifar10``, ``ravit_keras.presets``).
 
 A configuration fully determines the architecture (branch resolutions, widths,
 layers per branch, classes) and the training-time constants that belong to the
@@ -310,7 +314,7 @@ def exit_name(branch: int) -> str:
 
 # Presets ------------------------------------------------------------------
 
-_PRESETS: dict[str, dict[str, Any]] = {
+_ARCHITECTURES: dict[str, dict[str, Any]] = {
     # Paper reference configurations (RAVIT.md, "Reference configurations").
     "cifar10": dict(
         image_size=32, layers="1-3", patch_size=4, hidden_dim=128, mlp_dim=512,
@@ -343,21 +347,30 @@ _PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset_names() -> tuple[str, ...]:
-    return tuple(_PRESETS)
+    """Names of the architecture configurations (``arch_names``; kept under its old name)."""
+    return tuple(_ARCHITECTURES)
+
+
+def arch_names() -> tuple[str, ...]:
+    """Names of the architecture configurations ``get_config`` knows."""
+    return tuple(_ARCHITECTURES)
 
 
 def get_config(name: str, layers: str | Sequence[int] | None = None, **overrides: Any) -> RAViTConfig:
-    """Returns the named preset, optionally with another layer spec or fields.
+    """Returns the named architecture configuration, optionally with another layer spec or fields.
 
     Raises:
-        ValueError: for an unknown preset name or invalid overrides.
+        ValueError: for an unknown architecture name or invalid overrides.
     """
-    if name not in _PRESETS:
+    if name not in _ARCHITECTURES:
         raise ValueError(
-            f"Unknown configuration {name!r}; known: {', '.join(_PRESETS)}."
+            f"Unknown configuration {name!r}; known: {', '.join(_ARCHITECTURES)}."
         )
-    kwargs = dict(_PRESETS[name], name=name)
+    kwargs = dict(_ARCHITECTURES[name], name=name)
     if layers is not None:
         kwargs["layers"] = layers
     kwargs.update(overrides)
     return RAViTConfig(**kwargs)
+
+
+get_arch = get_config  # The same function under the word the command line uses (--arch).

@@ -13,10 +13,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ravit_keras import exits
+from ravit_keras import exits, runs
 from ravit_keras.config import RAViTConfig
+from ravit_keras.exits.plots import plot_operating_point
 from ravit_keras.io_utils import atomic_write_json
 from ravit_keras.model import flops
+
+REPORT_FILES = ("report.json", "sweep.csv", "sweep.json", "accuracy_vs_mflops.png", "exit_histogram.png",
+                "per_class.png", "confusion_matrix.png")
 
 
 def predict_exit_logits(model, data, batch_size: int = 256, verbose: int | str = 0) -> tuple[list[np.ndarray], np.ndarray | None]:
@@ -70,7 +74,7 @@ def evaluate_logits(
             which thresholds are calibrated to ``mac_budget`` or ``max_accuracy_drop``;
             the chosen thresholds are then evaluated on the evaluation split.
         baselines: optional ``{name: (mflops, accuracy)}`` points for the plot.
-        class_names: names of the labels (default ``class_<i>``) for the per-class
+        class_names: names of the labels (default: placeholders) for the per-class
             figures, which are computed at the operating point the report states
             (``operating_point``: the given thresholds, else the calibrated ones,
             else no early exit).
@@ -115,7 +119,7 @@ def evaluate_logits(
                 exit_logits, labels, chosen["thresholds"], exit_macs
             ),
         }
-    names = list(class_names or [f"class_{i}" for i in range(np.asarray(exit_logits[0]).shape[-1])])
+    names = runs.class_names_or_placeholders(class_names, np.asarray(exit_logits[0]).shape[-1])
     point_name, taus = "no early exit", [0.0] * (len(exit_logits) - 1)
     if thresholds is not None:
         point_name, taus = "given thresholds", report["at_thresholds"]["thresholds"]
@@ -140,15 +144,28 @@ def evaluate_logits(
                 title=f"{config.name} RAViT {config.layer_spec}",
             )
         tau_text = ", ".join(f"{t:.3g}" for t in taus) or "-"
-        exits.plot_exit_histogram(
-            point["exit_counts"], config.exit_names, out / "exit_histogram.png",
-            title=f"{point_name}, τ = {tau_text}\ntop-1 {100 * point['accuracy']:.2f}%, "
-                  f"{point['avg_mflops']:.2f} MFLOPs/image")
-        subtitle = f"RAViT {config.layer_spec}, {point_name} (τ = {tau_text})"
-        exits.plot_per_class(report["per_class"], out / "per_class.png", title=f"per class: {subtitle}")
-        exits.plot_confusion_matrix(report["per_class"], out / "confusion_matrix.png",
-                                    title=f"confusion matrix: {subtitle}")
+        plot_operating_point(
+            report["per_class"], point["exit_counts"], config.exit_names,
+            heading=f"{point_name}, τ = {tau_text}\ntop-1 {100 * point['accuracy']:.2f}%, "
+                    f"{point['avg_mflops']:.2f} MFLOPs/image",
+            subtitle=f"RAViT {config.layer_spec}, {point_name} (τ = {tau_text})",
+            histogram=out / "exit_histogram.png", per_class_path=out / "per_class.png",
+            confusion=out / "confusion_matrix.png")
     return report
+
+
+def evaluate_baselines(baselines: Mapping[str, str], data, batch_size: int = 256) -> dict[str, tuple[float, float]]:
+    """``{name: (MFLOPs, top-1 of the last exit)}`` of trained models (classic ViTs) on ``data``,
+    the points ``evaluate_logits`` draws beside the early-exit curve."""
+    from ravit_keras.model import load_ravit
+
+    points = {}
+    for name, path in baselines.items():
+        base = load_ravit(str(runs.model_file(path)))
+        b_logits, b_labels = predict_exit_logits(base, data, batch_size)
+        acc = float(np.mean(b_logits[-1].argmax(-1) == b_labels))
+        points[name] = (2 * flops.model_macs(base.ravit_config) / 1e6, acc)
+    return points
 
 
 def format_report(report: Mapping[str, Any]) -> str:

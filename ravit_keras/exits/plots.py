@@ -1,4 +1,5 @@
-"""Plots of early-exit results: accuracy vs FLOPs, exit histograms (matplotlib, no pyplot)."""
+"""Plots of early-exit results: accuracy vs FLOPs, exit histograms, per-class results,
+confusion matrices, and the three of one operating point (matplotlib, no pyplot)."""
 
 from __future__ import annotations
 
@@ -162,3 +163,20 @@ def plot_confusion_matrix(report: Mapping[str, Any], path: str | Path, title: st
     fig.colorbar(im, ax=ax, label="% of the true class")
     ax.set_title(title, fontsize=10)
     return _save_figure(fig, path)
+
+
+def plot_operating_point(per_class: Mapping[str, Any], exit_counts: Sequence[int], exit_names: Sequence[str], *,
+                         heading: str, subtitle: str, histogram: str | Path | None = None,
+                         per_class_path: str | Path | None = None,
+                         confusion: str | Path | None = None) -> list[Path]:
+    """The three plots of one operating point, each drawn where a path is given:
+    the exit histogram (titled ``heading``), per-class results and the confusion
+    matrix (titled with ``subtitle``). Returns the files written."""
+    written = []
+    if histogram is not None:
+        written.append(plot_exit_histogram(exit_counts, exit_names, histogram, title=heading))
+    if per_class_path is not None:
+        written.append(plot_per_class(per_class, per_class_path, title=f"per class: {subtitle}"))
+    if confusion is not None:
+        written.append(plot_confusion_matrix(per_class, confusion, title=f"confusion matrix: {subtitle}"))
+    return written

@@ -1,0 +1,169 @@
+"""Sub-commands on Keras models (TensorFlow): flops, train, eval, convert, bench.
+
+Each parses its flags into a library call and prints what it returns; the
+policy (calibration split, normalisation, run record) is in the library.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ravit_keras.cli.common import data_source, load_calibration, load_model, say, thresholds_text
+from ravit_keras.cli.options import CONVERSION_MODES, config_from_args
+
+
+def cmd_flops(args) -> int:
+    """Cost model table or JSON."""
+    from ravit_keras.model import flops
+
+    config = config_from_args(args)
+    if args.json:
+        report = flops.cost_report(config)
+        if args.exit_counts:
+            report["expected_macs"] = flops.expected_macs(config, args.exit_counts)
+        print(json.dumps(report))
+    else:
+        print(flops.format_cost_table(config))
+        if args.exit_counts:
+            e = flops.expected_macs(config, args.exit_counts)
+            print(f"expected MACs for exit counts {args.exit_counts}: {e:,.0f} ({2 * e / 1e6:.2f} MFLOPs)")
+    return 0
+
+
+def cmd_train(args) -> int:
+    """Train into a run folder (``train_from_data``)."""
+    from ravit_keras import runs
+    from ravit_keras.train import TrainingConfig, distribution_strategy
+    from ravit_keras.training.from_data import train_from_data
+
+    strategy = distribution_strategy(args.devices) if args.devices > 1 else None
+    config = config_from_args(args)
+    training = TrainingConfig(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing, seed=args.seed,
+        steps_per_epoch=args.steps_per_epoch, dtype_policy=args.dtype_policy, xla=args.xla,
+    )
+    fit_verbose = {"bar": 1, "epoch": 2, "none": 0}.get(args.progress, "auto")
+    if fit_verbose == "auto":
+        fit_verbose = 1 if sys.stdout.isatty() else 2
+    train_from_data(config, data_source(args), args.out, training, arch=args.arch, num_classes=args.num_classes,
+                    calibration_holdout=args.calibration_holdout, limit_train=args.limit_train,
+                    limit_test=args.limit_test, validate=args.validate, normalization=args.normalization,
+                    strategy=strategy, verbose=fit_verbose, notes=say)
+    print(f"Saved {Path(args.out) / runs.MODEL_FILE}")
+    return 0
+
+
+def _baselines(specs) -> dict[str, str]:
+    """``NAME=MODEL`` flags -> ``{name: model path}`` (``preset:NAME`` resolved)."""
+    from ravit_keras.presets import resolve_model_path
+
+    parsed = {}
+    for spec in specs or []:
+        name, _, path = spec.partition("=")
+        if not path:
+            raise ValueError(f"--baseline expects NAME=MODEL_PATH, got {spec!r}.")
+        parsed[name] = resolve_model_path(path)
+    return parsed
+
+
+def cmd_eval(args) -> int:
+    """Early-exit figures of a Keras model (``evaluation``)."""
+    from ravit_keras import runs
+    from ravit_keras.data.source import matched, naming_bad_images
+    from ravit_keras.evaluation import (
+        REPORT_FILES,
+        evaluate_baselines,
+        evaluate_logits,
+        format_report,
+        predict_exit_logits,
+    )
+    from ravit_keras.io_utils import check_writable_file
+    from ravit_keras.model import flops
+
+    baseline_paths = _baselines(args.baseline)
+    model = load_model(args.model)
+    config = model.ravit_config
+    if args.mac_budget is not None and args.mac_budget <= 1:
+        args.mac_budget *= flops.model_macs(config)  # A fraction of the full model.
+    model_classes = runs.class_names(args.model, config.num_classes)
+    loaded = data_source(args).load(args.split, config.image_size, config.num_classes, args.limit)
+    split = matched(loaded, model_classes, f"{args.data} {args.split}", say)
+    if split.num_examples == 0:
+        raise ValueError(f"The {args.split} split of {args.data} holds no images.")
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        check_writable_file(Path(args.out) / REPORT_FILES[0], "--out")
+    logits, labels = naming_bad_images(split, lambda: predict_exit_logits(model, split, args.batch_size))
+    calibration, cal_where = None, None
+    if args.mac_budget is not None or args.max_accuracy_drop is not None:
+        cal_split, cal_where = load_calibration(args, config, model_classes)
+        calibration = predict_exit_logits(model, cal_split, args.batch_size)
+    baselines = evaluate_baselines(baseline_paths, split, args.batch_size)
+    report = evaluate_logits(
+        config, logits, labels, thresholds=args.thresholds, calibration=calibration,
+        mac_budget=args.mac_budget, max_accuracy_drop=args.max_accuracy_drop,
+        baselines=baselines or None, class_names=split.class_names, out_dir=args.out,
+        calibration_source=cal_where,
+    )
+    print(format_report(report))
+    for name, (m, a) in baselines.items():
+        print(f"baseline {name}: {100 * a:.2f}% at {m:.2f} MFLOPs")
+    if args.out:
+        print(f"Wrote {args.out}/: {', '.join(REPORT_FILES)}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    """Submodels and manifest (``deploy.convert``, or ``convert_fastest`` for --mode auto)."""
+    from ravit_keras import runs
+    from ravit_keras.data.source import naming_bad_images
+    from ravit_keras.deploy.convert import ConversionOptions, convert
+    from ravit_keras.deploy.mode_selection import convert_fastest
+
+    if args.mode != "auto" and args.candidates != CONVERSION_MODES:
+        raise ValueError("--candidates applies to --mode auto only.")
+    model = load_model(args.model)
+    config = model.ravit_config
+    split, cal_where = load_calibration(args, config, runs.class_names(args.model, config.num_classes))
+    images, labels = naming_bad_images(split, split.as_numpy)
+    runs.check_calibration_size(len(images))
+    say(f"Converting RAViT {config.layer_spec} to {args.mode} submodels: int8 ranges from "
+        f"{min(args.quantization_images, len(images))} and thresholds from {len(images)} "
+        f"{args.data} {cal_where}")
+    options = ConversionOptions(num_calibration=args.quantization_images)
+    if args.mode == "auto":
+        manifest = convert_fastest(model, args.out, images, labels, class_names=split.class_names,
+                                   calibration_source=cal_where, candidates=args.candidates,
+                                   options=options, overwrite=args.overwrite)
+    else:
+        options.mode = args.mode
+        manifest = convert(model, args.out, images, labels, class_names=split.class_names,
+                           calibration_source=cal_where, options=options, overwrite=args.overwrite)
+    print(f"Wrote {len(manifest['exits'])} {manifest['quantization']} submodels and manifest.json to "
+          f"{args.out}; default thresholds {thresholds_text(manifest['default_thresholds'])}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    """RAViT (and a classic ViT) converted and timed side by side (``deploy.benchmark``)."""
+    from ravit_keras import runs
+    from ravit_keras.deploy.benchmark import run_benchmark
+
+    model = load_model(args.model)
+    baseline = load_model(args.baseline) if args.baseline else None
+    config = model.ravit_config
+    test = data_source(args).load(args.split, config.image_size, config.num_classes, args.limit)
+    images, labels = test.as_numpy()
+    cal, _ = load_calibration(args, config, runs.class_names(args.model, config.num_classes))
+    cal_images, cal_labels = cal.as_numpy()
+    quiet = lambda msg: None  # noqa: E731
+    result = run_benchmark(model, baseline, images, labels, cal_images, cal_labels, args.out,
+                           thresholds=args.thresholds, num_threads=args.threads,
+                           naive=not args.no_naive, class_names=cal.class_names, modes=args.modes,
+                           progress=print if args.progress != "none" else quiet)
+    print((Path(args.out) / "benchmark.md").read_text())
+    return 0 if result else 1

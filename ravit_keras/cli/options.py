@@ -1,0 +1,201 @@
+"""Every flag shared by several sub-commands, declared once (argparse parent parsers).
+
+A sub-command lists the parents it takes (``parser.py``); a flag's name, type,
+default and help live here only.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ravit_keras import runs
+from ravit_keras.deploy.convert import MODES as CONVERSION_MODES  # (no TensorFlow import)
+
+MODES = ("auto",) + CONVERSION_MODES
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows every flag's default (where it has one) after its help."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+# Value types -------------------------------------------------------------------------
+
+
+def floats(text: str) -> list[float]:
+    """``0.1,0.2`` -> ``[0.1, 0.2]``."""
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+
+
+def conversion_modes(text: str) -> tuple[str, ...]:
+    """``int8,float32`` -> the conversion modes, each one known."""
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in modes if m not in CONVERSION_MODES]
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(
+            f"expected modes among {', '.join(CONVERSION_MODES)} separated by commas, got {text!r}")
+    return modes
+
+
+def model_path(text: str) -> str:
+    """A --model value: a path, or ``preset:NAME`` for a trained model that ships with the package."""
+    from ravit_keras.presets import resolve_model_path
+
+    try:
+        return resolve_model_path(text)
+    except LookupError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+# Parent parsers ----------------------------------------------------------------------
+
+
+def _parent() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(add_help=False)
+
+
+def output_parent() -> argparse.ArgumentParser:
+    """-v/--verbose and --debug, also accepted after the sub-command."""
+    p = _parent()
+    g = p.add_argument_group("output")
+    # SUPPRESS: given after the sub-command, the flag must not reset the top-level one.
+    g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="also show TensorFlow's and LiteRT's own logs and warnings")
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the Python traceback of an error")
+    return p
+
+
+def arch_parent() -> argparse.ArgumentParser:
+    """The architecture: a named configuration and its overrides."""
+    p = _parent()
+    g = p.add_argument_group("architecture")
+    g.add_argument("--arch", "--config", dest="arch", default="cifar10",
+                   help="architecture configuration (cifar10, tinyimagenet, imagenet, tiny, tiny3, ...); "
+                        "--config is the same flag under its former name. A trained model that ships is "
+                        "not an architecture: give it as --model preset:NAME")
+    g.add_argument("--layers", help="layers per branch, e.g. 1-3 or 2-0-3 (default: the architecture's)")
+    g.add_argument("--scale", type=float, help="resolution factor between branches (default: the architecture's, 2)")
+    g.add_argument("--hidden-dim", type=positive_int, help="embedding width d (default: the architecture's)")
+    g.add_argument("--mlp-dim", type=positive_int, help="MLP width h (default: the architecture's)")
+    g.add_argument("--num-heads", type=positive_int, help="attention heads (default: the architecture's)")
+    g.add_argument("--num-classes", type=positive_int, help="classes of the exit heads (default: the architecture's)")
+    g.add_argument("--dropout", type=float, help="dropout rate (default: the architecture's)")
+    g.add_argument("--exit-weights", type=floats,
+                   help="per-exit loss weights, e.g. 0.3,0.7 (default: the architecture's)")
+    g.add_argument("--mlp-layers",
+                   help="per branch, how many leading layers are attention-free MLP blocks (LIT), e.g. 0-1 "
+                        "with --layers 1-3; a branch's last layer keeps attention (default: none)")
+    g.add_argument("--mlp-activation", choices=("gelu", "relu", "relu6"),
+                   help="MLP activation: gelu (the paper's) or relu/relu6, which int8 fully-connected "
+                        "layers fuse as their output clamp (default: the architecture's, gelu)")
+    return p
+
+
+def config_from_args(args):
+    """The ``RAViTConfig`` the architecture flags describe."""
+    from ravit_keras.config import get_config
+
+    overrides = {
+        k: v for k, v in dict(
+            scale=args.scale, hidden_dim=args.hidden_dim, mlp_dim=args.mlp_dim,
+            num_heads=args.num_heads, num_classes=args.num_classes, dropout=args.dropout,
+            exit_weights=args.exit_weights, mlp_layers=args.mlp_layers,
+            mlp_activation=args.mlp_activation,
+        ).items() if v is not None
+    }
+    return get_config(args.arch, layers=args.layers, **overrides)
+
+
+def data_parent() -> argparse.ArgumentParser:
+    """Where the labelled images are (``DataSource``)."""
+    p = _parent()
+    g = p.add_argument_group("data (see the README's 'Data sources' for the accepted layouts)")
+    g.add_argument("--data", required=True,
+                   help="'generated', 'tfds:NAME', or a path: CIFAR-10 python folder or .tar.gz, "
+                        "tiny-imagenet-200 folder, folder of class sub-folders, or .npz")
+    g.add_argument("--data-dir", help="tensorflow-datasets data directory (for tfds:NAME)")
+    g.add_argument("--holdout-fraction", type=float, default=0.1,
+                   help="share of training images held out as 'test' where the source has no test split")
+    g.add_argument("--skip-bad-images", action="store_true",
+                   help="leave out image files that cannot be decoded, with a warning naming each "
+                        "(default: stop at the first, naming it)")
+    return p
+
+
+def model_parent() -> argparse.ArgumentParser:
+    """--model: what a command reads (its description says which kinds it takes)."""
+    p = _parent()
+    p.add_argument("--model", required=True, type=model_path,
+                   help="the model: a .keras file, a training run folder or preset:NAME (a trained model "
+                        "that ships), or a folder written by ravit convert; the command's description says "
+                        "which it takes")
+    return p
+
+
+def out_parent(what: str, *, required: bool = False, default: str | None = None) -> argparse.ArgumentParser:
+    """--out: where a command writes; ``what`` names what it writes there."""
+    p = _parent()
+    p.add_argument("--out", required=required, default=default, help=f"where to write {what}")
+    return p
+
+
+def threads_parent() -> argparse.ArgumentParser:
+    """--threads for LiteRT."""
+    p = _parent()
+    p.add_argument("--threads", type=positive_int, default=1, help="LiteRT CPU threads per submodel")
+    return p
+
+
+def thresholds_parent() -> argparse.ArgumentParser:
+    """--thresholds: the entropy thresholds τ of the early exits."""
+    p = _parent()
+    g = p.add_argument_group("operating point")
+    g.add_argument("--thresholds", type=floats,
+                   help="τ, the entropy under which an image leaves at an exit: one value, or one per "
+                        "early exit, e.g. 0.1 or 0.1,0.2 (default: a converted model's manifest "
+                        "thresholds; a Keras model: 0, no early exit; bench: the grid 0, 1, 2, 5, 10 and "
+                        "20 %% of ln C, the largest entropy)")
+    return p
+
+
+def calibration_parent(default_images: int) -> argparse.ArgumentParser:
+    """The labelled images the thresholds are calibrated on (``runs.calibration_plan``)."""
+    p = _parent()
+    g = p.add_argument_group("calibration")
+    g.add_argument("--calibration-images", type=positive_int, default=default_images,
+                   help="labelled images the early-exit thresholds are calibrated on")
+    g.add_argument("--calibration-split", default="auto", choices=runs.CALIBRATION_SPLITS,
+                   help="split they are taken from. auto: the training images `ravit train` held out "
+                        "(--calibration-holdout), which the model never saw; without that record, the "
+                        "training split, with a note that this is optimistic")
+    return p
+
+
+def progress_parent(choices=("auto", "bar", "none")) -> argparse.ArgumentParser:
+    """--progress: a bar, one line per epoch (training), or nothing."""
+    p = _parent()
+    p.add_argument("--progress", default="auto", choices=choices,
+                   help="progress display; auto: a bar in a terminal, "
+                        + ("one line per epoch otherwise" if "epoch" in choices else "nothing otherwise"))
+    return p
