@@ -23,7 +23,8 @@ REPORT_FILES = ("report.json", "sweep.csv", "sweep.json", "accuracy_vs_mflops.pn
                 "per_class.png", "confusion_matrix.png")
 
 
-def predict_exit_logits(model, data, batch_size: int = 256, verbose: int | str = 0) -> tuple[list[np.ndarray], np.ndarray | None]:
+def predict_exit_logits(model, data, batch_size: int = 256,
+                        verbose: int | str = 0) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Runs ``model`` once and returns ``(logits of every exit in exit order, labels)``.
 
     Args:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ravit_keras import runs
 from ravit_keras.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,7 +139,7 @@ def test_train_refuses_folder_of_another_model(tmp_path, capsys):
 
     out = tmp_path / "run"
     (out / "backup").mkdir(parents=True)
-    atomic_write_json(out / "config.json", {
+    atomic_write_json(out / runs.RECORD_FILE, {
         "model": get_config("cifar10").to_dict(),
         "training": vars(TrainingConfig(epochs=1, batch_size=16)),
     })
@@ -226,7 +227,7 @@ def test_single_exit_model_logs_exit_names(tmp_path):
                  "--batch-size", "32", "--epochs", "1", "--out", str(out), "--progress", "none"]) == 0
     header = (out / "log.csv").read_text().splitlines()[0].split(",")
     assert "exit_2_accuracy" in header and "accuracy" not in header  # "0-2": its one exit is exit_2.
-    assert json.loads((out / "config.json").read_text())["class_names"][0] == "red_blob"
+    assert json.loads((out / runs.RECORD_FILE).read_text())["class_names"][0] == "red_blob"
 
 
 def test_output_folders_are_world_readable(tmp_path):

@@ -2,7 +2,7 @@
 
 The real-data checks classify the first CIFAR-10 test images of ``../shared/data``
 and compare with the accuracy the preset's card recorded when it was made
-(``benchmarks/make_preset.py``); they skip without that folder.
+(``scripts/make_preset.py``); they skip without that folder.
 """
 
 import io
@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from ravit_keras import presets
+from ravit_keras import presets, runs
 from tests.data.builders import SHARED_DATA
 
 CIFAR10_PRESETS = [n for n in presets.available_presets() if n.endswith("_cifar10")]
@@ -50,12 +50,13 @@ def test_the_reference_presets_ship():
 @pytest.mark.parametrize("name", CIFAR10_PRESETS)
 def test_preset_folder_is_complete_and_small(name):
     folder = presets.preset_dir(name)
-    assert sorted(p.name for p in folder.iterdir()) == ["card.json", "config.json", "log.csv", "model.keras"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["card.json", runs.RECORD_FILE, runs.LOG_FILE, runs.MODEL_FILE])
     assert (folder / "model.keras").stat().st_size <= 5 * 1024 * 1024
     card = presets.preset_card(name)
     for field in ("command", "data", "host", "test_top1", "test_top1_per_exit", "check"):
         assert card[field], field
-    record = json.loads((folder / "config.json").read_text())
+    record = json.loads((folder / runs.RECORD_FILE).read_text())
     assert record["class_names"][:2] == ["airplane", "automobile"]
     assert presets.preset_dir("preset:" + name) == folder
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ravit_keras import runs
 from ravit_keras.cli import main
 from ravit_keras.data import generated_class_names
 
@@ -52,7 +53,7 @@ def run_folder(tflite_trained_ravit, tmp_path_factory):
     folder = tmp_path_factory.mktemp("run") / "run"
     folder.mkdir()
     tflite_trained_ravit.model.save(folder / "model.keras")
-    (folder / "config.json").write_text(json.dumps({"class_names": CLASSES}))
+    (folder / runs.RECORD_FILE).write_text(json.dumps({"class_names": CLASSES}))
     return folder
 
 
@@ -364,7 +365,8 @@ def test_too_few_calibration_images(run_folder, tmp_path, capsys):
 
 def test_unknown_mode(run_folder, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        main(["convert", "--model", str(run_folder), "--data", "generated", "--mode", "int4", "--out", str(tmp_path / "o")])
+        main(["convert", "--model", str(run_folder), "--data", "generated", "--mode", "int4",
+              "--out", str(tmp_path / "o")])
     assert e.value.code == 2 and "--mode" in capsys.readouterr().err
 
 
@@ -617,7 +619,7 @@ def test_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch,
 def test_thresholds_are_calibrated_on_images_the_training_never_saw(tmp_path, capsys):
     code, out, _ = _cli(capsys, *TRAIN, "--epochs", "1", "--limit-train", "400", "--out", tmp_path / "run")
     assert code == 0 and "on 380 images" in out  # 5 % of each class held out.
-    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    record = json.loads((tmp_path / "run" / runs.RECORD_FILE).read_text())
     assert record["data"]["calibration_holdout"] == 0.05
     code, out, _ = _cli(capsys, "convert", "--model", tmp_path / "run", "--data", "generated", "--mode", "float32",
                         "--out", tmp_path / "tflite")
@@ -639,6 +641,6 @@ def test_a_preset_trained_on_other_data_normalises_with_that_data(tmp_path, caps
                         "--mlp-dim", "32", "--num-heads", "2", "--data", data, "--epochs", "1", "--batch-size", "16",
                         "--progress", "none", "--out", tmp_path / "run")
     assert code == 0 and "own channel statistics" in out
-    model = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
+    model = json.loads((tmp_path / "run" / runs.RECORD_FILE).read_text())["model"]
     assert model["name"] == "cifar10-custom"
     assert model["mean"] == pytest.approx([200 / 255] * 3)

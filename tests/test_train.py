@@ -26,6 +26,7 @@ import tensorflow as tf
 from ravit_keras.config import get_config
 from ravit_keras.data import load_split, make_pipeline
 from ravit_keras.model import RAViT, load_ravit
+from ravit_keras.runs import RECORD_FILE
 from ravit_keras.train import (
     BACKUP_DIR,
     CONFIG_FILE,
@@ -257,7 +258,7 @@ def test_run_files_share_permissions(finished_run):
 
 
 def test_load_run_config_needs_a_run_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"No config.json in .*: not a training run folder"):
+    with pytest.raises(FileNotFoundError, match=rf"No {re.escape(RECORD_FILE)} in .*: not a training run folder"):
         load_run_config(tmp_path)
 
 
@@ -350,7 +351,7 @@ class _StopAtStart(keras.callbacks.Callback):
 def test_finished_run_of_another_model_is_refused(finished_run, tmp_path):
     config, done, _, _ = finished_run
     out = tmp_path / "reused"
-    shutil.copytree(done, out)  # A finished run: config.json, log.csv, model.keras.
+    shutil.copytree(done, out)  # A finished run: record, log, model.
     with pytest.raises(ValueError, match=r"another model"):
         train(get_config("tiny3"), _pipeline(config), out, RUN,
               callbacks=[_StopAtStart()], verbose=0)

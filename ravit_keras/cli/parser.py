@@ -13,15 +13,14 @@ from ravit_keras.cli.options import (
     calibration_parent,
     conversion_modes,
     data_parent,
-    floats,
     model_parent,
     model_path,
     out_parent,
     output_parent,
     positive_int,
     progress_parent,
-    thresholds_parent,
     threads_parent,
+    thresholds_parent,
 )
 
 # What --model takes, by command (appended to the command's description).

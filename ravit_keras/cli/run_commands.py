@@ -16,10 +16,12 @@ from ravit_keras.cli.common import data_source, is_converted, load_model, say, t
 
 
 def _scheduler_thresholds(args, sched) -> None:
-    chosen = [a for a in ("thresholds", "mac_budget", "latency_budget_ms", "battery") if getattr(args, a, None) is not None]
+    chosen = [a for a in ("thresholds", "mac_budget", "latency_budget_ms", "battery")
+              if getattr(args, a, None) is not None]
     if len(chosen) > 1:
         flags = ", ".join("--" + c.replace("_", "-") for c in chosen)
-        raise ValueError(f"Give at most one of --thresholds, --mac-budget, --latency-budget-ms, --battery; got {flags}.")
+        raise ValueError("Give at most one of --thresholds, --mac-budget, --latency-budget-ms, --battery; "
+                         f"got {flags}.")
     if args.thresholds is not None:
         sched.set_thresholds(args.thresholds)
     elif getattr(args, "mac_budget", None) is not None:

@@ -17,6 +17,7 @@ from ravit_keras import images
 from ravit_keras.data.classes import match_classes, take_classes  # noqa: F401  (re-exported)
 from ravit_keras.data.errors import DatasetError
 from ravit_keras.data.sampling import SPLITS, holdout, seeded_order  # noqa: F401  (re-exported)
+
 CALIBRATION = "calibration"  # The held-out part of "train" that thresholds are calibrated on.
 
 

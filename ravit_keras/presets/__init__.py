@@ -1,9 +1,11 @@
 """Trained models that ship with the package, loaded by name.
 
-A preset is a training run folder kept in the package: ``model.keras`` (the one
-weights file: float32, no optimizer state), the run's ``config.json`` (model,
-recipe, class names) and ``card.json`` (data, command, host, measured accuracy)
-with the training log ``log.csv``. Because a preset is a run folder, everything
+A preset is a trained model that ships: a training run folder kept in the
+package (``ravit_keras.runs``: the model file, float32 with no optimizer state;
+the run record with model, recipe and class names; the training log) plus
+``card.json`` (data, command, host, measured accuracy), written by
+``scripts/make_preset.py``. A preset is not an architecture configuration
+(``get_config("cifar10")``, ``--arch cifar10``): it is one trained on one. Because a preset is a run folder, everything
 that takes a run folder takes a preset: ``ravit convert --model preset:NAME``.
 
     >>> from ravit_keras.presets import from_preset
@@ -18,10 +20,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ravit_keras.runs import MODEL_FILE
+
 PRESETS_DIR = Path(__file__).resolve().parent
 PREFIX = "preset:"
 CARD_FILE = "card.json"
-MODEL_FILE = "model.keras"  # The same name training writes (ravit_keras.train.MODEL_FILE).
 
 
 def available_presets() -> tuple[str, ...]:
@@ -49,7 +52,7 @@ def preset_card(name: str) -> dict[str, Any]:
 
 
 def from_preset(name: str):
-    """Loads preset ``name`` as a ``RAViT`` Keras model (uncompiled, float32)."""
+    """Loads the trained preset ``name`` as a ``RAViT`` Keras model (uncompiled, float32)."""
     from ravit_keras.model import load_ravit
 
     return load_ravit(str(preset_dir(name) / MODEL_FILE))

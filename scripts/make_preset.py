@@ -1,11 +1,11 @@
 """Turns a finished training run into a preset that ships in ``ravit_keras/presets/``.
 
-    python benchmarks/make_preset.py runs/study/RAViT_1-3 ravit_1-3_cifar10 \
+    python scripts/make_preset.py runs/study/RAViT_1-3 ravit_1-3_cifar10 \
         --data runs/data/cifar-10-batches-py --command "python benchmarks/cifar10_study.py ..."
 
-Writes ``ravit_keras/presets/NAME/``: ``model.keras`` (float32 weights, no optimizer
-state: the one weights file, at most 5 MB), the run's ``config.json`` and ``log.csv``,
-and ``card.json`` with the data, the command, the host, the test-set top-1 (overall
+Writes ``ravit_keras/presets/NAME/``, a run folder (``ravit_keras.runs``): the model
+(float32 weights, no optimizer state: the one weights file, at most 5 MB), the run's
+record and training log, and ``card.json`` with the data, the command, the host, the test-set top-1 (overall
 and per exit) and the top-1 on the first ``--check-images`` test images, which
 ``tests/test_presets.py`` re-measures.
 """
@@ -14,24 +14,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ravit_keras import runs  # noqa: E402
 from ravit_keras.config import format_layers  # noqa: E402
 from ravit_keras.deploy.profiling import cpu_description  # noqa: E402
 from ravit_keras.io_utils import atomic_directory  # noqa: E402
-from ravit_keras.presets import CARD_FILE, MODEL_FILE, PRESETS_DIR  # noqa: E402
+from ravit_keras.presets import CARD_FILE, PRESETS_DIR  # noqa: E402
+from ravit_keras.runs import MODEL_FILE  # noqa: E402
 
 MAX_BYTES = 5 * 1024 * 1024
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", help="finished training run folder (model.keras, config.json, log.csv)")
+    p.add_argument("run", help="finished training run folder (" + ", ".join(runs.RUN_FILES) + ")")
     p.add_argument("name", help="preset name, e.g. ravit_1-3_cifar10")
     p.add_argument("--data", required=True, help="the dataset the run was trained on (its test split is measured)")
     p.add_argument("--data-description", default="CIFAR-10 from ../shared/data/cifar10_compact.npz "
@@ -50,7 +51,6 @@ def main(argv=None) -> int:
     from ravit_keras.evaluation import predict_exit_logits
     from ravit_keras.model import RAViT, load_ravit
     from ravit_keras.model.flops import model_macs
-    from ravit_keras.train import training_seconds
 
     run = Path(args.run)
     trained = load_ravit(str(run / MODEL_FILE))
@@ -58,16 +58,16 @@ def main(argv=None) -> int:
     keras.config.set_dtype_policy("float32")
     model = RAViT(config)  # Uncompiled: the file keeps weights, not optimizer state.
     model.set_weights(trained.get_weights())
-    record = json.loads((run / "config.json").read_text())
+    record = runs.load_record(run)
     train_seconds = args.train_seconds
     if train_seconds is None:
-        train_seconds = training_seconds(run, record["training"]["epochs"])
+        train_seconds = runs.training_seconds(run, record["training"]["epochs"])
 
     test = load_split(args.data, "test", image_size=config.image_size)
     if test.class_names != record.get("class_names"):
         raise SystemExit(f"{args.data}: classes {test.class_names} are not the run's {record.get('class_names')}")
     logits, labels = predict_exit_logits(model, test)
-    per_exit = [float(np.mean(l.argmax(-1) == labels)) for l in logits]
+    per_exit = [float(np.mean(exit_logits.argmax(-1) == labels)) for exit_logits in logits]
     n = args.check_images
     card = {
         "name": args.name,
@@ -89,8 +89,7 @@ def main(argv=None) -> int:
         size = (tmp / MODEL_FILE).stat().st_size
         if size > MAX_BYTES:
             raise SystemExit(f"{MODEL_FILE} is {size / 1e6:.1f} MB; presets ship at most {MAX_BYTES / 1e6:.1f} MB.")
-        shutil.copy(run / "config.json", tmp / "config.json")
-        shutil.copy(run / "log.csv", tmp / "log.csv")
+        runs.copy_record(run, tmp)
         (tmp / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2))
     return 0
