@@ -143,3 +143,38 @@ def check_writable_file(path: str | os.PathLike, what: str) -> Path:
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"{what} {os.fspath(path)!r} cannot be written: {os.fspath(parent)!r} is not a writable folder.")
     return path
+
+
+# Text that reaches files other programs open -------------------------------------------------
+
+# A spreadsheet runs a cell that begins with one of these as a formula (OWASP, "CSV injection").
+SPREADSHEET_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` for a CSV cell: prefixed with a single quote when it begins with a
+    character a spreadsheet would run as a formula (``= + - @``, tab, carriage return).
+
+    Spreadsheets show the quote-prefixed cell as the text itself; a program reading
+    the CSV sees the leading ``'`` and can strip it. Only text cells pass through
+    this: numbers the toolkit formats itself are written as they are.
+    """
+    return "'" + text if text.startswith(SPREADSHEET_TRIGGERS) else text
+
+
+def printable_path(path: str | os.PathLike) -> str:
+    """A file name as valid UTF-8 text: bytes of the name that are not UTF-8 (which
+    Python holds as lone surrogates, ``\\udce9``) are written as ``\\xe9``, as
+    ``ls -b`` and Python's ``backslashreplace`` do; everything else is unchanged."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        return text.decode("utf-8", "backslashreplace")
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")  # The name's own bytes.
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return raw.decode("utf-8", "backslashreplace")

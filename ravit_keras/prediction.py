@@ -6,6 +6,11 @@ converted submodels, the latency. Answers come from converted submodels through
 the scheduler (no TensorFlow) or from a Keras model with the same early-exit rule
 (routed one image at a time after a batched forward pass). ``PredictionWriter``
 streams them into a CSV or JSON file that appears only when complete.
+
+In both files a file name whose bytes are not UTF-8 is written with ``\\xNN`` escapes
+for those bytes (``io_utils.printable_path``). In the CSV, ``top_k`` is a JSON list of
+``[label, probability]`` pairs and text cells that a spreadsheet would run as a formula
+get a leading ``'`` (``io_utils.spreadsheet_safe``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ravit_keras import images as image_io
-from ravit_keras.io_utils import check_writable_file, current_umask
+from ravit_keras.io_utils import check_writable_file, current_umask, printable_path, spreadsheet_safe
 
 PREDICTION_FORMATS = (".csv", ".json")
 
@@ -137,13 +142,25 @@ def prediction_row(p: Prediction) -> dict[str, Any]:
     return row
 
 
-def _csv_row(p: Prediction) -> dict[str, Any]:
+def _json_row(p: Prediction) -> dict[str, Any]:
     row = prediction_row(p)
-    row["top_k"] = ";".join(f"{name}:{prob:.6f}" for name, prob in p.top_k)
+    row["source"] = printable_path(p.source)
+    return row
+
+
+def _csv_row(p: Prediction) -> dict[str, Any]:
+    """One CSV row. Text cells are ``spreadsheet_safe`` (a cell beginning with ``= + - @``,
+    tab or CR gets a leading ``'``); ``top_k`` is a JSON list of ``[label, probability]``
+    pairs, so a ``;``, ``:`` or ``,`` inside a label cannot split it."""
+    row = prediction_row(p)
+    row["source"] = spreadsheet_safe(printable_path(p.source))
+    row["label"] = spreadsheet_safe(p.label)
+    row["exit_name"] = spreadsheet_safe(p.exit_name)
+    row["top_k"] = json.dumps([[name, float(f"{prob:.6f}")] for name, prob in p.top_k], ensure_ascii=False)
     row["entropies"] = ";".join(f"{u:.6f}" for u in p.entropies)
     row["probability"] = f"{p.probability:.6f}"
     row["latency_ms"] = "" if p.latency_ms is None else f"{p.latency_ms:.4f}"
-    row["true_label"] = "" if p.true_label is None else p.true_label
+    row["true_label"] = "" if p.true_label is None else spreadsheet_safe(p.true_label)
     row["correct"] = "" if p.correct is None else int(p.correct)
     return row
 
@@ -186,7 +203,7 @@ class PredictionWriter:
 
     def write(self, p: Prediction) -> None:
         if self._json:
-            self._file.write((",\n" if self.count else "") + json.dumps(prediction_row(p)))
+            self._file.write((",\n" if self.count else "") + json.dumps(_json_row(p)))
         else:
             self._csv.writerow(_csv_row(p))
         self.count += 1
@@ -212,4 +229,4 @@ def format_prediction(p: Prediction) -> str:
     us = "/".join(f"{u:.3f}" for u in p.entropies)
     latency = "" if p.latency_ms is None else f", {p.latency_ms:.2f} ms"
     truth = "" if p.true_label is None else f"  (true: {p.true_label})"
-    return f"{p.source}: {top}  [{p.exit_name}, entropy {us}, {p.macs / 1e6:.2f} MMACs{latency}]{truth}"
+    return f"{printable_path(p.source)}: {top}  [{p.exit_name}, entropy {us}, {p.macs / 1e6:.2f} MMACs{latency}]{truth}"

@@ -49,7 +49,7 @@ def test_predict_folder_on_submodels_matches_the_scheduler(tflite_float32_folder
         assert r["label"] == c.label_name and int(r["exit_index"]) == c.exit_index
         assert int(r["macs"]) == c.macs
         assert [float(u) for u in r["entropies"].split(";")] == pytest.approx(c.entropies, abs=1e-6)
-        top = [kv.split(":") for kv in r["top_k"].split(";")]
+        top = json.loads(r["top_k"])  # [[label, probability], ...]
         assert len(top) == 3 and top[0][0] == r["label"] and float(top[0][1]) >= float(top[1][1])
         assert float(r["latency_ms"]) > 0 and r["true_label"] == "" and r["correct"] == ""
     assert "Wrote 6 answers" in capsys.readouterr().out

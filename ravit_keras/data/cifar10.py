@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ravit_keras.data.checks import check_class_names
 from ravit_keras.data.split import DataSplit, split_from_arrays, take_classes
 
 CIFAR10_CLASS_NAMES = (
@@ -53,12 +54,81 @@ def _cifar10_members(path: Path, names: Sequence[str]):
             yield name, tar.extractfile(members[name]).read()
 
 
+class UnsafePickleError(ValueError):
+    """A CIFAR-10 pickle that asks for a global the official files never need."""
+
+
+def _allowed_globals() -> dict[tuple[str, str], object]:
+    """The only globals the official CIFAR-10 python batches (and re-pickled copies made
+    with NumPy 1 or 2) refer to: a NumPy array's reconstructor
+    (``_reconstruct``; ``_frombuffer`` for protocol 5), ``ndarray`` and ``dtype``.
+
+    The batches are dicts of bytes keys to bytes, lists of ints/bytes and one uint8
+    array; the meta file is a dict of lists and ints (no globals at all).
+    """
+    reconstruct = np.empty(0).__reduce__()[0]  # numpy(._)core.multiarray._reconstruct
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+               # Protocol 2 written by Python 3 stores bytes as _codecs.encode(text, "latin1").
+               ("_codecs", "encode"): _latin1_bytes}
+    frombuffer = np.empty(0).__reduce_ex__(5)[0]  # numpy(._)core.numeric._frombuffer (protocol 5)
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
+    return allowed
+
+
+def _latin1_bytes(text, encoding="utf-8"):
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"_codecs.encode with {encoding!r} is not how bytes are pickled.")
+    return text.encode("latin1")
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles plain data and NumPy arrays; refuses every other global, so a crafted
+    file cannot run code (``os.system``, ``builtins.eval``, ...) while it is read."""
+
+    def __init__(self, file, where: str):
+        super().__init__(file, encoding="bytes")
+        self._where = where
+        self._allowed = _allowed_globals()
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"{self._where} is not a CIFAR-10 pickle: it asks for {module}.{name}, which the "
+                "official files never do; refused without running it.") from None
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"{self._where} is not a CIFAR-10 pickle: it holds a persistent id.")
+
+
 def _unpickle(data: bytes, where: str) -> dict:
-    # The official CIFAR files are pickles; only open archives you trust.
+    """Reads a CIFAR-10 pickle without running code from it (see ``_RestrictedUnpickler``).
+
+    Raises:
+        UnsafePickleError: naming the file and the global it asked for.
+        ValueError: naming the file, for anything else that is not a CIFAR-10 dict.
+    """
     try:
-        return pickle.load(io.BytesIO(data), encoding="bytes")
+        value = _RestrictedUnpickler(io.BytesIO(data), where).load()
+    except UnsafePickleError:
+        raise
     except Exception as e:
-        raise ValueError(f"Cannot read {where} as a CIFAR-10 pickle: {e}") from e
+        raise ValueError(f"Cannot read {where} as a CIFAR-10 pickle: {e}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} is not a CIFAR-10 pickle: it holds a {type(value).__name__}, not a dict.")
+    return value
+
+
+def _label_text(name, where: str) -> str:
+    if isinstance(name, bytes):
+        try:
+            return name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{where}: the class name {name!r} is not UTF-8 text.") from None
+    return str(name)
 
 
 def load_cifar10(path: Path, split, image_size, num_examples, num_classes) -> DataSplit:
@@ -67,7 +137,11 @@ def load_cifar10(path: Path, split, image_size, num_examples, num_classes) -> Da
     (_, meta_bytes), = _cifar10_members(path, ["batches.meta"])
     meta = _unpickle(meta_bytes, f"{path}/batches.meta")
     if b"label_names" in meta:
-        class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"]]
+        names = meta[b"label_names"]
+        if not isinstance(names, (list, tuple)):
+            raise ValueError(f"{path}/batches.meta: b'label_names' must be a list, got {type(names).__name__}.")
+        class_names = check_class_names(
+            [_label_text(n, f"{path}/batches.meta") for n in names], f"{path}/batches.meta")
     num_source_classes = len(class_names)
     class_names = take_classes(class_names, num_classes)
 

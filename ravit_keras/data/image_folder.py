@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ravit_keras.data.checks import check_class_names
 from ravit_keras.data.split import (
     DataSplit,
     holdout,
@@ -26,6 +27,8 @@ def _class_folders(root: Path) -> dict[str, list[str]]:
             files = list_images(child)
             if files:
                 classes[child.name] = files
+    # A folder name becomes a class name: it must be text a CSV row or a JSON file can carry.
+    check_class_names(list(classes), f"class folders of {str(root)!r}")
     return classes
 
 
