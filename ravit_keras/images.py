@@ -82,7 +82,7 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decodes an image file into uint8 RGB pixels ``(H, W, 3)`` (first frame of a GIF),
-    as the training pipeline does (``data.pipeline.decode_image_file``):
+    as the training pipeline does (``data.decode.decode_image_file``):
 
     - EXIF orientation applied (tag 0x0112, ``exif_orientation``), as phones show a
       photo and as the Android app's ``ImageDecoder`` does;

@@ -183,7 +183,7 @@ def _both_paths(files):
     """Pixels from Pillow (``images.read_image``) and from TensorFlow (``decode_image_file``)."""
     import tensorflow as tf
 
-    from ravit_keras.data.pipeline import decode_image_file
+    from ravit_keras.data.decode import decode_image_file
 
     tf_pixels = list(tf.data.Dataset.from_tensor_slices([str(f) for f in files])
                      .map(decode_image_file).as_numpy_iterator())
@@ -260,7 +260,7 @@ def test_pixel_cap_names_the_file(tmp_path, monkeypatch):
 def test_pixel_cap_on_the_tensorflow_path_names_the_file(tmp_path):
     import tensorflow as tf
 
-    from ravit_keras.data.pipeline import decode_image_file
+    from ravit_keras.data.decode import decode_image_file
 
     bomb = _bomb(tmp_path / "bomb.png")
     with pytest.raises(tf.errors.InvalidArgumentError, match="bomb.png.*too large"):

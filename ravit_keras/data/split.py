@@ -83,17 +83,11 @@ class DataSplit:
             return dataset
         files, labels, jpeg_only = self._files
 
+        from ravit_keras.data.decode import decode_image_file
+
         def load(file, label):
-            data = tf.io.read_file(file)
-            # The accurate integer IDCT: what Pillow (``images.read_image``) and phones decode.
-            if jpeg_only:
-                image = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
-            else:
-                image = tf.cond(
-                    tf.io.is_jpeg(data),
-                    lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
-                    lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
-                )
+            # EXIF orientation, 16-bit and the pixel cap as on Pillow's path.
+            image = decode_image_file(file, jpeg_only)
             if size is not None:
                 image = _resize_if_needed(image, size)
             else:

@@ -60,6 +60,7 @@ def train_from_data(
     import keras
 
     from ravit_keras.data import make_pipeline
+    from ravit_keras.data.checks import check_class_names
     from ravit_keras.train import train
 
     # tf.data's seeded shuffle and augmentation combine their seed with TF's global
@@ -69,6 +70,8 @@ def train_from_data(
                               calibration_fraction=calibration_holdout, seed=training.seed)
     if train_split.num_examples == 0:
         raise ValueError(f"The train split of {source.data} holds no images.")
+    # Names go into config.json, labels.txt and the TFLite metadata, one per line.
+    check_class_names(train_split.class_names, f"--data {source.data}")
     if train_split.num_classes != config.num_classes:
         if num_classes is not None:
             raise ValueError(
