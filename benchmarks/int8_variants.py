@@ -20,7 +20,8 @@ images), then all submodels are timed together in ``--repeats`` independent
 interleaved runs (``profiling.interleaved_latency``: ``--rounds`` rounds x 100 invokes,
 median); the spread between the repeats is reported next to the ratios. Per-operator
 profiles (``ravit profile``'s ``op_profile.profile_ops``) of every variant's last
-submodel are written as JSON and text next to the table.
+submodel, per operator kind the median of several interleaved passes, are written as
+JSON and text next to the table.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/int8_variants")
     p.add_argument("--rounds", type=int, default=10, help="interleaved rounds per repeat (100 invokes each)")
     p.add_argument("--repeats", type=int, default=2, help="independent interleaved runs (spread between them)")
-    p.add_argument("--profile-runs", type=int, default=200)
+    p.add_argument("--profile-runs", type=int, default=100, help="invokes per profile pass")
+    p.add_argument("--profile-passes", type=int, default=11, help="interleaved profile passes (median)")
     p.add_argument("--note", default="", help="a line about the host's load, written above the table")
     args = p.parse_args(argv)
 
@@ -115,18 +117,35 @@ def main(argv=None) -> int:
                      f"{' / '.join(f'{t:.4f}' for t in totals)} | {' / '.join(f'{q:.3f}x' for q in ratios)} | "
                      f"±{50 * spread:.1f} % |")
 
-    lines += ["", "Per-operator profile of each variant's last submodel (`ravit profile`; LiteRT's profiler, "
-              f"{args.profile_runs} invokes, share of the profiled time):", "",
+    # Per-operator profiles: --profile-passes passes over all variants, interleaved, each of
+    # --profile-runs invokes; per operator kind the median over the passes (one pass's mean
+    # takes every preemption of a busy host on whichever operator was running).
+    passes = {name: [] for name in meta}
+    for _ in range(args.profile_passes):
+        for name, m in meta.items():
+            passes[name].append(profile_ops(m["files"][-1], runs=args.profile_runs))
+    lines += ["", f"Per-operator profile of each variant's last submodel (`ravit profile`: LiteRT's profiler; "
+              f"{args.profile_passes} interleaved passes x {args.profile_runs} invokes, per operator kind the "
+              "median over the passes; share of their sum):", "",
               "| variant | submodel | profiled µs | largest operator kinds |", "|---|---|---|---|"]
     texts = []
     for name, m in meta.items():
-        profile = profile_ops(m["files"][-1], runs=args.profile_runs)
-        result["variants"][name]["op_profile"] = profile.to_dict()
-        atomic_write_json(out / f"profile_{_slug(name)}.json", profile.to_dict())
-        texts.append(f"## {name}\n\n{format_profile(profile, top=20)}\n")
-        lines.append(f"| {name} | {Path(m['files'][-1]).name} | {profile.total_us:.0f} | "
-                     + ", ".join(f"{k['name'].split(' (')[0]} ×{k['count']} {100 * k['share']:.0f} %"
-                                 for k in profile.by_type()[:6]) + " |")
+        kinds = {}
+        for profile in passes[name]:
+            for g in profile.by_type():
+                kinds.setdefault(g["name"], {"count": g["count"], "us": []})["us"].append(g["us"])
+        rows = sorted(({"name": k, "count": v["count"],
+                        "us": float(np.median(v["us"] + [0.0] * (args.profile_passes - len(v["us"]))))}
+                       for k, v in kinds.items()), key=lambda r: -r["us"])
+        total = sum(r["us"] for r in rows)
+        result["variants"][name]["op_profile"] = {"median_us_by_kind": rows, "total_us": total,
+                                                  "passes": [pr.to_dict() for pr in passes[name]]}
+        atomic_write_json(out / f"profile_{_slug(name)}.json", result["variants"][name]["op_profile"])
+        texts.append(f"## {name}: {Path(m['files'][-1]).name}, {total:.1f} µs (sum of per-kind medians)\n\n"
+                     + "\n".join(f"  {r['name'][:46]:<46} x{r['count']:<3} {r['us']:8.1f} µs {100 * r['us'] / total:5.1f} %"
+                                 for r in rows) + "\n\n" + format_profile(passes[name][0], top=20) + "\n")
+        lines.append(f"| {name} | {Path(m['files'][-1]).name} | {total:.0f} | "
+                     + ", ".join(f"{r['name']} ×{r['count']} {100 * r['us'] / total:.0f} %" for r in rows[:6]) + " |")
     atomic_write_json(out / "int8_variants.json", result)
     atomic_write_text(out / "int8_variants.md", "\n".join(lines) + "\n")
     atomic_write_text(out / "profiles.txt", "\n".join(texts))
