@@ -26,6 +26,12 @@ regenerate it with a single command whenever the export graph changes::
 
     python -m ravit_keras.deploy.golden --out android_demo/core/src/test/resources/golden
 
+A second fixture, ``golden_relu`` beside it, is the same model with ReLU MLPs (its
+int8 fully-connected layers apply the activation, no float GELU island); the Android
+core's ``GoldenReluParityTest`` replays it::
+
+    python -m ravit_keras.deploy.golden --mlp-activation relu --out android_demo/core/src/test/resources/golden_relu
+
 ``tests/test_golden.py`` checks that the committed fixture still equals what
 the current code produces.
 """
@@ -50,6 +56,10 @@ GOLDEN_FORMAT = "ravit-golden"
 GOLDEN_VERSION = 1
 DEFAULT_OUT = "android_demo/core/src/test/resources/golden"
 REGENERATE_COMMAND = f"python -m ravit_keras.deploy.golden --out {DEFAULT_OUT}"
+# The second fixture: the same model with ReLU MLPs (issue 26), whose int8 submodels fuse
+# the activation into the fully-connected layer instead of a float GELU island.
+RELU_OUT = "android_demo/core/src/test/resources/golden_relu"
+RELU_REGENERATE_COMMAND = f"python -m ravit_keras.deploy.golden --mlp-activation relu --out {RELU_OUT}"
 
 # Kept small: the fixture is committed (two tiny submodels + 16 images < 300 kB).
 NUM_CLASSES = 10  # Of the "tiny" preset and the generated dataset.
@@ -65,7 +75,7 @@ RIDGE = 0.1
 MIN_MARGIN = 1e-6
 
 
-def build_model(images: np.ndarray, labels: np.ndarray, seed: int = 0):
+def build_model(images: np.ndarray, labels: np.ndarray, seed: int = 0, mlp_activation: str = "gelu"):
     """The deterministic golden model: tiny "1-2" RAViT, seeded, no gradient training.
 
     Encoders keep their seeded initial weights. Each exit head is replaced by a
@@ -80,7 +90,7 @@ def build_model(images: np.ndarray, labels: np.ndarray, seed: int = 0):
     from ravit_keras.model import RAViT
 
     keras.utils.set_random_seed(seed)
-    model = RAViT(get_config("tiny", layers="1-2"))
+    model = RAViT(get_config("tiny", layers="1-2", mlp_activation=mlp_activation))
     num_classes = model.ravit_config.num_classes
     targets = np.eye(num_classes)[np.asarray(labels)] - 1.0 / num_classes
     pixels = np.asarray(images, np.float32)
@@ -269,7 +279,8 @@ def _decisions(scheduler, images: np.ndarray, thresholds: Sequence[float]) -> li
     return out
 
 
-def golden_document(folder: str | os.PathLike, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def golden_document(folder: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
+                    regenerate: str = REGENERATE_COMMAND) -> dict[str, Any]:
     """The golden.json content for the converted submodels in ``folder``."""
     from ravit_keras.deploy.scheduler import RAViTScheduler
 
@@ -282,7 +293,7 @@ def golden_document(folder: str | os.PathLike, images: np.ndarray, labels: np.nd
     return {
         "format": GOLDEN_FORMAT,
         "format_version": GOLDEN_VERSION,
-        "regenerate": REGENERATE_COMMAND,
+        "regenerate": regenerate,
         "num_classes": scheduler.num_classes,
         "exit_names": scheduler.exit_names,
         "image_shape": [int(s) for s in scheduler.image_shape],
@@ -344,8 +355,11 @@ def dumps(document: dict[str, Any]) -> str:
 
 
 def export_golden(out_dir: str | os.PathLike, *, overwrite: bool = True,
-                  progress=print) -> dict[str, Any]:
+                  progress=print, mlp_activation: str = "gelu") -> dict[str, Any]:
     """Builds, converts and records the golden fixture into ``out_dir`` (atomically).
+
+    ``mlp_activation="relu"`` gives the second fixture (``RELU_OUT``): the same
+    model and images with ReLU MLPs.
 
     Returns:
         The golden document (also written as ``out_dir/golden.json``).
@@ -358,7 +372,7 @@ def export_golden(out_dir: str | os.PathLike, *, overwrite: bool = True,
     test = load_split("generated", "test", num_examples=NUM_TEST_IMAGES, num_classes=NUM_CLASSES)
     calib_x, calib_y = train.as_numpy()
     test_x, test_y = test.as_numpy()
-    model = build_model(calib_x, calib_y)
+    model = build_model(calib_x, calib_y, mlp_activation=mlp_activation)
     out_dir = Path(out_dir)
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         converted = tmp / "converted"
@@ -368,7 +382,9 @@ def export_golden(out_dir: str | os.PathLike, *, overwrite: bool = True,
         for f in converted.iterdir():
             shutil.move(str(f), tmp / f.name)
         converted.rmdir()
-        document = golden_document(tmp, test_x, test_y)
+        regenerate = {"gelu": REGENERATE_COMMAND, "relu": RELU_REGENERATE_COMMAND}.get(
+            mlp_activation, f"python -m ravit_keras.deploy.golden --mlp-activation {mlp_activation} --out {out_dir}")
+        document = golden_document(tmp, test_x, test_y, regenerate=regenerate)
         (tmp / GOLDEN_FILE).write_text(dumps(document))  # Atomic: the folder appears whole or not at all.
     if progress:
         size = sum(f.stat().st_size for f in out_dir.iterdir())
@@ -380,8 +396,10 @@ def export_golden(out_dir: str | os.PathLike, *, overwrite: bool = True,
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ravit_keras.deploy.golden", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"fixture folder (default {DEFAULT_OUT}); replaced")
+    parser.add_argument("--mlp-activation", default="gelu", choices=("gelu", "relu", "relu6"),
+                        help=f"the model's MLP activation (default gelu; relu: the fixture in {RELU_OUT})")
     args = parser.parse_args(argv)
-    export_golden(args.out)
+    export_golden(args.out, mlp_activation=args.mlp_activation)
     return 0
 
 
