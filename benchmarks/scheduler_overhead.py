@@ -26,8 +26,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from ravit_keras.data import load_split
-    from ravit_keras.deploy.profiling import cpu_description
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.measurement.profiling import cpu_description
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
     print(cpu_description())
     for folder in args.folders:

@@ -36,8 +36,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
 
-    from ravit_keras.deploy.manifest import ManifestError, load_manifest
-    from ravit_keras.deploy.profiling import cpu_description, interleaved_latency
+    from ravit_keras.deploy.runtime.manifest import ManifestError, load_manifest
+    from ravit_keras.deploy.measurement.profiling import cpu_description, interleaved_latency
 
     files = {}
     for name, folder in args.models:

@@ -21,7 +21,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ravit_keras.deploy.convert import MODES as CONVERSION_MODES  # noqa: E402  (no TensorFlow import)
+from ravit_keras.deploy.runtime.modes import MODES as CONVERSION_MODES  # noqa: E402  (no TensorFlow import)
 
 MODES = ("auto",) + CONVERSION_MODES
 
@@ -232,7 +232,7 @@ def _matched(args, split, model_classes, split_name):
 
 
 def _is_converted(path: str) -> bool:
-    from ravit_keras.deploy.manifest import MANIFEST_FILE
+    from ravit_keras.deploy.runtime.manifest import MANIFEST_FILE
 
     return (Path(path) / MANIFEST_FILE).is_file()
 
@@ -386,8 +386,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from ravit_keras.deploy.convert import ConversionOptions, convert
-    from ravit_keras.deploy.mode_selection import convert_fastest
+    from ravit_keras.deploy.export.convert import ConversionOptions, convert
+    from ravit_keras.deploy.export.mode_selection import convert_fastest
 
     model = _load_model(args.model)
     config = model.ravit_config
@@ -458,7 +458,7 @@ def _overhead_text(report) -> str:
 
 def cmd_run(args) -> int:
     from ravit_keras.console import Progress
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
     from ravit_keras.exits import format_per_class
     from ravit_keras.io_utils import atomic_write_json, check_writable_file
 
@@ -539,7 +539,7 @@ def cmd_predict(args) -> int:
         files = files[: args.limit]
     warn = lambda msg: print(f"ravit predict: warning: {msg}", file=sys.stderr)  # noqa: E731
     if _is_converted(args.model):
-        from ravit_keras.deploy.scheduler import RAViTScheduler
+        from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
         sched = RAViTScheduler(args.model, num_threads=args.threads)
         if args.thresholds is not None:
@@ -602,7 +602,7 @@ def _class_names_of(model_path: str, num_classes: int) -> list[str]:
 
 
 def cmd_bench(args) -> int:
-    from ravit_keras.deploy.benchmark import run_benchmark
+    from ravit_keras.deploy.measurement.benchmark import run_benchmark
 
     model = _load_model(args.model)
     baseline = _load_model(args.baseline) if args.baseline else None
@@ -622,12 +622,12 @@ def cmd_bench(args) -> int:
 
 def cmd_profile(args) -> int:
     """Per-operator time of each submodel (XNNPACK's own operators included)."""
-    from ravit_keras.deploy.op_profile import format_profile, profile_ops
+    from ravit_keras.deploy.measurement.op_profile import format_profile, profile_ops
     from ravit_keras.io_utils import atomic_write_json, check_writable_file
 
     target = Path(args.model)
     if target.is_dir():
-        from ravit_keras.deploy.manifest import load_manifest
+        from ravit_keras.deploy.runtime.manifest import load_manifest
 
         manifest = load_manifest(target)  # Names a missing or mismatched submodel first.
         files = [target / e["file"] for e in manifest["exits"]]
@@ -646,7 +646,7 @@ def cmd_profile(args) -> int:
         print(f"All {len(profiles)} submodels: {sum(p.total_us for p in profiles):.1f} µs per image "
               "through every exit (profiler overhead included)")
     if args.json:
-        from ravit_keras.deploy.profiling import cpu_description
+        from ravit_keras.deploy.measurement.profiling import cpu_description
 
         atomic_write_json(args.json, {"host": cpu_description(), "submodels": [p.to_dict() for p in profiles]})
         print(f"Wrote {args.json}")

@@ -140,7 +140,7 @@ def test_runtime_side_imports_no_tensorflow():
     # The scheduler path (what `ravit run` needs) must start without TensorFlow or Keras.
     out = run_without_tensorflow(
         "import ravit_keras.exits, ravit_keras.model.flops, ravit_keras.config\n"
-        "import ravit_keras.deploy.manifest, ravit_keras.deploy.quantization, ravit_keras.deploy.scheduler\n"
+        "import ravit_keras.deploy.runtime.manifest, ravit_keras.deploy.runtime.quantization, ravit_keras.deploy.runtime.scheduler\n"
         "print('ok')\n"
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ravit_keras import presets
-from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 from tests.test_presets import cifar10_test_images
 
 REPO = Path(__file__).resolve().parents[2]

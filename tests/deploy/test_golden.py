@@ -1,4 +1,4 @@
-"""Golden vectors shared with the Android core (``ravit_keras.deploy.golden``).
+"""Golden vectors shared with the Android core (``ravit_keras.deploy.export.golden``).
 
 The committed fixture ``android_demo/core/src/test/resources/golden`` is what
 the Java ``GoldenParityTest`` replays. These tests keep it honest:
@@ -106,7 +106,7 @@ def committed():
 
 @pytest.fixture(scope="module")
 def scheduler():
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
     return RAViTScheduler(FIXTURE, num_threads=1)
 
@@ -182,7 +182,7 @@ def test_fixture_policies_reproduce(committed, scheduler):
 def test_fixture_requantize_and_entropy_cases_match_the_code(committed):
     """The standalone cases the Java core checks still describe the Python rule."""
     from ravit_keras import exits
-    from ravit_keras.deploy.quantization import requantize
+    from ravit_keras.deploy.runtime.quantization import requantize
 
     doc, _ = committed
     for case in doc["requantize_cases"]:

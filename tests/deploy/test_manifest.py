@@ -1,4 +1,4 @@
-"""Manifest validation (``ravit_keras.deploy.manifest``): every malformed manifest is refused clearly.
+"""Manifest validation (``ravit_keras.deploy.runtime.manifest``): every malformed manifest is refused clearly.
 
 Uses the session fixtures of conftest.py (one trained tiny RAViT converted once to
 int8 and once to float32); tests that corrupt a folder work on a copy.
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ravit_keras.deploy.manifest import ManifestError, load_manifest
-from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.deploy.runtime.manifest import ManifestError, load_manifest
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
 # Manifest errors ---------------------------------------------------------------------
 

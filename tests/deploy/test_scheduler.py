@@ -1,4 +1,4 @@
-"""The device-emulating early-exit scheduler (``ravit_keras.deploy.scheduler``) and ``ravit run``.
+"""The device-emulating early-exit scheduler (``ravit_keras.deploy.runtime.scheduler``) and ``ravit run``.
 
 Uses the session fixtures of conftest.py (one trained tiny RAViT converted once to
 int8 and once to float32); tests that corrupt a folder work on a copy.
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from ravit_keras import exits
-from ravit_keras.deploy.manifest import load_manifest
-from ravit_keras.deploy.quantization import dequantize, requantize
-from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.deploy.runtime.manifest import load_manifest
+from ravit_keras.deploy.runtime.quantization import dequantize, requantize
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
 LN10 = math.log(10)
 
@@ -119,7 +119,7 @@ def test_classify_follows_the_rule_on_its_own_logits(int8_sched, tflite_trained_
 def _reference_classify(sched, image, tau):
     """The exit rule written plainly: every submodel through ``Submodel.__call__``, the
     CLS token requantised by ``requantize`` itself, the entropy by ``_exp_entropy``."""
-    from ravit_keras.deploy.scheduler import _exp_entropy
+    from ravit_keras.deploy.runtime.scheduler import _exp_entropy
 
     image = sched._check_image(image)
     cls, entropies = None, []

@@ -25,11 +25,11 @@ import java.util.Set;
 import java.util.TreeSet;
 
 /**
- * The converter's {@code manifest.json} (written by {@code ravit_keras.deploy.convert.convert}):
+ * The converter's {@code manifest.json} (written by {@code ravit_keras.deploy.export.convert.convert}):
  * exit order, submodel files and checksums, signature tensors with their quantisation,
  * MACs, labels, default thresholds, operating points and the battery policy.
  *
- * <p>{@link #parse} checks the structure exactly as {@code ravit_keras.deploy.manifest.load_manifest}
+ * <p>{@link #parse} checks the structure exactly as {@code ravit_keras.deploy.runtime.manifest.load_manifest}
  * does (format {@code "ravit-tflite"}, format_version 1, one label per class, every exit
  * with inputs {@code image} (+ {@code cls_in} after the first) and outputs
  * {@code logits}/{@code cls_out}, CLS shapes that chain, valid default thresholds), plus a

@@ -14,10 +14,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ravit_keras.deploy.convert import MODES, ConversionOptions, convert
-from ravit_keras.deploy.manifest import MANIFEST_FILE
-from ravit_keras.deploy.profiling import cpu_description, interleaved_latency, undelegated_ops
-from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.deploy.export.convert import ConversionOptions, convert
+from ravit_keras.deploy.runtime.modes import MODES
+from ravit_keras.deploy.runtime.manifest import MANIFEST_FILE
+from ravit_keras.deploy.measurement.profiling import cpu_description, interleaved_latency, undelegated_ops
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 from ravit_keras.io_utils import atomic_directory
 
 

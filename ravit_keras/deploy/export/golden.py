@@ -3,9 +3,9 @@
 ``export_golden(out_dir)`` builds a small RAViT deterministically (no gradient
 training: seeded encoders, exit heads fitted in closed form so labels vary and
 entropies spread, see ``build_model``), converts it to int8
-submodels with :func:`ravit_keras.deploy.convert.convert` (calibrated on the
+submodels with :func:`ravit_keras.deploy.export.convert.convert` (calibrated on the
 ``generated`` dataset), then runs a few test images through
-:class:`ravit_keras.deploy.scheduler.RAViTScheduler` and records, per image:
+:class:`ravit_keras.deploy.runtime.scheduler.RAViTScheduler` and records, per image:
 
 * the uint8 pixels (base64 of the H×W×3 bytes, row-major RGB),
 * every submodel's raw integer inputs and outputs (``all_exit_logits``): the
@@ -24,7 +24,7 @@ The folder (``manifest.json``, ``labels.txt``, ``branch_*.tflite``,
 ``golden.json``) is the fixture of the Android core's ``GoldenParityTest``;
 regenerate it with a single command whenever the export graph changes::
 
-    python -m ravit_keras.deploy.golden --out android_demo/core/src/test/resources/golden
+    python -m ravit_keras.deploy.export.golden --out android_demo/core/src/test/resources/golden
 
 ``tests/test_golden.py`` checks that the committed fixture still equals what
 the current code produces.
@@ -49,7 +49,7 @@ GOLDEN_FILE = "golden.json"
 GOLDEN_FORMAT = "ravit-golden"
 GOLDEN_VERSION = 1
 DEFAULT_OUT = "android_demo/core/src/test/resources/golden"
-REGENERATE_COMMAND = f"python -m ravit_keras.deploy.golden --out {DEFAULT_OUT}"
+REGENERATE_COMMAND = f"python -m ravit_keras.deploy.export.golden --out {DEFAULT_OUT}"
 
 # Kept small: the fixture is committed (two tiny submodels + 16 images < 300 kB).
 NUM_CLASSES = 10  # Of the "tiny" preset and the generated dataset.
@@ -145,7 +145,7 @@ def _threshold_settings(entropies: np.ndarray, manifest: dict, num_classes: int)
 
 def _requantize_cases() -> list[dict]:
     """Every int8 value through int8 -> uint8/int8/int16/float32 specs, ties included."""
-    from ravit_keras.deploy.quantization import requantize
+    from ravit_keras.deploy.runtime.quantization import requantize
 
     def spec(dtype, scale, zero_point):
         return {"dtype": dtype, "scale": scale, "zero_point": zero_point}
@@ -271,7 +271,7 @@ def _decisions(scheduler, images: np.ndarray, thresholds: Sequence[float]) -> li
 
 def golden_document(folder: str | os.PathLike, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """The golden.json content for the converted submodels in ``folder``."""
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
     scheduler = RAViTScheduler(folder, num_threads=1)
     manifest = scheduler.manifest
@@ -351,7 +351,7 @@ def export_golden(out_dir: str | os.PathLike, *, overwrite: bool = True,
         The golden document (also written as ``out_dir/golden.json``).
     """
     from ravit_keras.data import load_split
-    from ravit_keras.deploy.convert import ConversionOptions, convert
+    from ravit_keras.deploy.export.convert import ConversionOptions, convert
     from ravit_keras.io_utils import atomic_directory
 
     train = load_split("generated", "train", num_examples=NUM_THRESHOLD_CALIBRATION, num_classes=NUM_CLASSES)
@@ -378,7 +378,7 @@ def export_golden(out_dir: str | os.PathLike, *, overwrite: bool = True,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ravit_keras.deploy.golden", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ravit_keras.deploy.export.golden", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"fixture folder (default {DEFAULT_OUT}); replaced")
     args = parser.parse_args(argv)
     export_golden(args.out)

@@ -11,8 +11,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ravit_keras.console import quiet_native_output
-from ravit_keras.deploy.convert import INT8_MATMUL_MODES, MODES, ConversionOptions, convert
-from ravit_keras.deploy.profiling import (
+from ravit_keras.deploy.export.convert import ConversionOptions, convert
+from ravit_keras.deploy.runtime.modes import INT8_MATMUL_MODES, MODES
+from ravit_keras.deploy.measurement.profiling import (
     benchmark_tool_path,
     cpu_description,
     format_op_counts,
@@ -22,7 +23,7 @@ from ravit_keras.deploy.profiling import (
     run_benchmark_tool,
     undelegated_ops,
 )
-from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 from ravit_keras.exits import evaluate_exits
 from ravit_keras.io_utils import atomic_write_json, atomic_write_text
 from ravit_keras.model import flops
