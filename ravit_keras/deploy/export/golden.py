@@ -113,7 +113,7 @@ def _tensor(array: np.ndarray) -> dict[str, Any]:
     return {"dtype": array.dtype.name, "shape": [int(s) for s in array.shape], "values": values}
 
 
-def _threshold_settings(entropies: np.ndarray, manifest: dict, num_classes: int) -> list[dict]:
+def _threshold_settings(entropies: np.ndarray, manifest, num_classes: int) -> list[dict]:
     """Named per-exit thresholds: 0, ln C, between-entropy quantiles, manifest ones."""
     num_exits = entropies.shape[1]
     top = math.log(num_classes)
@@ -128,8 +128,8 @@ def _threshold_settings(entropies: np.ndarray, manifest: dict, num_classes: int)
             k += 1
         if first[k + 1] - first[k] >= 4 * MIN_MARGIN:
             settings.append((f"between_q{int(q * 100)}", float((first[k] + first[k + 1]) / 2)))
-    settings.append(("manifest_default", manifest["default_thresholds"]))
-    settings.append(("battery_low", manifest["battery_policy"]["thresholds_low"]))
+    settings.append(("manifest_default", list(manifest.default_thresholds)))
+    settings.append(("battery_low", list(manifest.battery_policy.thresholds_low)))
     out, seen = [], set()
     for name, value in settings:
         taus = [float(value)] * (num_exits - 1) if np.ndim(value) == 0 else [float(t) for t in value]
@@ -300,23 +300,22 @@ def golden_document(folder: str | os.PathLike, images: np.ndarray, labels: np.nd
 def _battery_cases(scheduler) -> list[dict]:
     """``battery_thresholds`` over levels, for the manifest's policy and two steeper ones
     (an untrained model's policy can be flat, which would test little)."""
-    import copy
+    from ravit_keras.deploy.runtime.policy import BatteryPolicy
 
     num = len(scheduler.submodels) - 1
     policies = [
-        scheduler.manifest["battery_policy"],
-        {"high": 0.5, "low": 0.15, "thresholds_high": [0.1] * num, "thresholds_low": [1.2] * num},
-        {"high": 0.8, "low": 0.2, "thresholds_high": [0.05 * (k + 1) for k in range(num)],
-         "thresholds_low": [2.0 - 0.1 * k for k in range(num)]},
+        scheduler.manifest.battery_policy,
+        BatteryPolicy(high=0.5, low=0.15, thresholds_high=(0.1,) * num, thresholds_low=(1.2,) * num),
+        BatteryPolicy(high=0.8, low=0.2, thresholds_high=tuple(0.05 * (k + 1) for k in range(num)),
+                      thresholds_low=tuple(2.0 - 0.1 * k for k in range(num))),
     ]
     levels = [1.0, 0.9, 0.8, 0.65, 0.5, 0.4, 1 / 3, 0.3, 0.2, 0.15, 0.1, 0.0]
     cases = []
-    for policy in policies:
-        other = copy.copy(scheduler)  # Same submodels, another manifest policy; the original is untouched.
-        other.manifest = {**scheduler.manifest, "battery_policy": policy}
-        cases.append({"policy": {k: policy[k] for k in ("high", "low", "thresholds_high", "thresholds_low")},
+    for policy in policies:  # The very function the scheduler applies (policy.BatteryPolicy.thresholds_at).
+        d = policy.to_dict()
+        cases.append({"policy": {k: d[k] for k in ("high", "low", "thresholds_high", "thresholds_low")},
                       "levels": levels,
-                      "thresholds": [other.battery_thresholds(v) for v in levels]})
+                      "thresholds": [policy.thresholds_at(v) for v in levels]})
     return cases
 
 
