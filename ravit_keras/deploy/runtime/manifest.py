@@ -134,8 +134,11 @@ class ExitSpec:
     @classmethod
     def from_dict(cls, d: Any, k: int) -> "ExitSpec":
         key = f"exits[{k}]"
+        if not isinstance(d, dict):
+            raise f.bad(key, f"should be an object, got {d!r}")
         for needed in ("name", "file", "sha256", "inputs", "outputs", "cumulative_macs"):
-            f.get(d, needed, key)
+            if d.get(needed) is None:
+                raise f.bad(f"{key}.{needed}", f"exit {k} has no {needed!r}")
         opt = lambda name, read: None if d.get(name) is None else read(d[name], f"{key}.{name}")  # noqa: E731
         size = opt("branch_image_size", f.array)
         return cls(
@@ -310,8 +313,8 @@ def _check_exits(exits: tuple[ExitSpec, ...], num_classes: int, image: ImageSpec
                         f"{list(e.outputs['logits'].shape)} does not match num_classes={num_classes}")
         want = (1, image.height, image.width, image.channels or 3)
         if e.inputs["image"].shape != want:
-            raise f.bad("image", f"{image.height}x{image.width} does not match the image input "
-                        f"{list(e.inputs['image'].shape)} of exit {e.name}")
+            raise f.bad("image", f"{image.height}x{image.width}x{image.channels or 3} but tensor 'image' of "
+                        f"exit {e.name} does not match the manifest: shape {list(e.inputs['image'].shape)}")
         if k == 0:
             continue
         prev = exits[k - 1]
