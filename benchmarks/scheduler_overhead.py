@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     print(cpu_description())
     for folder in args.folders:
         sched = RAViTScheduler(folder)
-        size = (sched.manifest["image"]["height"], sched.manifest["image"]["width"])
+        size = (sched.manifest.image.height, sched.manifest.image.width)
         x, y = load_split(args.data, "test", num_examples=args.images, image_size=size).as_numpy()
         if sched.image_dtype != "uint8":
             x = x.astype("float32")

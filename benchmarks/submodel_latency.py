@@ -45,7 +45,7 @@ def main(argv=None) -> int:
             manifest = load_manifest(folder)
         except (FileNotFoundError, ManifestError) as err:
             p.error(f"{name}: {err}")
-        files[name] = [folder / e["file"] for e in manifest["exits"]]
+        files[name] = [folder / e.file for e in manifest.exits]
     print(f"{cpu_description()}; {args.threads} thread(s); {args.rounds} rounds x {args.runs} invokes")
     first = args.models[0][0]
     print("| repeat | " + " | ".join(f"{n} ms" for n in files) + " | " +

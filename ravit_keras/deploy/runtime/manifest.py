@@ -313,8 +313,8 @@ def _check_exits(exits: tuple[ExitSpec, ...], num_classes: int, image: ImageSpec
                         f"{list(e.outputs['logits'].shape)} does not match num_classes={num_classes}")
         want = (1, image.height, image.width, image.channels or 3)
         if e.inputs["image"].shape != want:
-            raise f.bad("image", f"{image.height}x{image.width}x{image.channels or 3} but tensor 'image' of "
-                        f"exit {e.name} does not match the manifest: shape {list(e.inputs['image'].shape)}")
+            raise f.bad("image", f"{image.height}x{image.width}x{image.channels or 3} does not fit exit {e.name}: "
+                        f"tensor 'image' does not match the manifest: shape {list(e.inputs['image'].shape)}")
         if k == 0:
             continue
         prev = exits[k - 1]
