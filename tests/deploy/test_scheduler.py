@@ -126,7 +126,7 @@ def _reference_classify(sched, image, tau):
     for k, sub in enumerate(sched.submodels):
         inputs = {"image": image}
         if k:
-            inputs["cls_in"] = requantize(cls, sub.cls_source, sub.entry["inputs"]["cls_in"])
+            inputs["cls_in"] = requantize(cls, sub.cls_source, sub.entry.inputs["cls_in"])
         out, _ = sub(inputs)
         e, total, u = _exp_entropy(out["logits"][0], sub.logits_scale)
         entropies.append(u)
@@ -159,15 +159,15 @@ def test_the_fast_path_gives_the_plain_rules_results_bit_for_bit(folder, request
 def test_all_exit_logits_records_the_raw_integer_io(int8_sched, tflite_trained_ravit):
     logits, records = int8_sched.all_exit_logits(tflite_trained_ravit.test_images[1])
     assert len(logits) == len(records) == 2
-    out = int8_sched.manifest["exits"][0]["outputs"]
-    cls_in = int8_sched.manifest["exits"][1]["inputs"]["cls_in"]
+    out = int8_sched.manifest.exits[0].outputs
+    cls_in = int8_sched.manifest.exits[1].inputs["cls_in"]
     assert records[0]["out_logits"].dtype == np.int8 and records[0]["out_cls_out"].dtype == np.int8
-    assert records[1]["in_cls_in"].dtype == np.dtype(cls_in["dtype"])
+    assert records[1]["in_cls_in"].dtype == np.dtype(cls_in.dtype)
     # The hand-over is exactly the requantisation rule.
     np.testing.assert_array_equal(records[1]["in_cls_in"],
                                   requantize(records[0]["out_cls_out"], out["cls_out"], cls_in))
     np.testing.assert_array_equal(
-        logits[0], dequantize(records[0]["out_logits"][0], out["logits"]["scale"], out["logits"]["zero_point"]))
+        logits[0], dequantize(records[0]["out_logits"][0], out["logits"].scale, out["logits"].zero_point))
 
 
 def test_stream_is_lazy(int8_sched, tflite_trained_ravit):
