@@ -119,7 +119,7 @@ def test_classify_follows_the_rule_on_its_own_logits(int8_sched, tflite_trained_
 def _reference_classify(sched, image, tau):
     """The exit rule written plainly: every submodel through ``Submodel.__call__``, the
     CLS token requantised by ``requantize`` itself, the entropy by ``_exp_entropy``."""
-    from ravit_keras.deploy.runtime.scheduler import _exp_entropy
+    from ravit_keras.deploy.runtime.submodel import _exp_entropy
 
     image = sched._check_image(image)
     cls, entropies = None, []

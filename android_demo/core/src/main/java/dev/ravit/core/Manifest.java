@@ -578,15 +578,12 @@ public final class Manifest {
                     throw new ManifestException(source + ": " + p + ": " + ex.getMessage(), ex);
                 }
                 int[] shape = ints(t, "shape", p);
-                // Quantisation is required: a positive finite scale on integer tensors, an
-                // integer zero point in the dtype's range (as load_manifest checks).
+                // Quantisation is required: a positive finite scale on integer tensors and an
+                // integer zero point (as load_manifest checks).
                 double scale = number(t, "scale", p);
                 long zp = integer(t, "zero_point", p);
                 if (!dtype.isFloat() && !(scale > 0 && Double.isFinite(scale))) {
                     throw bad(p, "scale", "> 0 for a " + dtype.manifestName() + " tensor", t.get("scale"));
-                }
-                if (!dtype.isFloat() && (zp < dtype.min() || zp > dtype.max())) {
-                    throw bad(p, "zero_point", "in the range of " + dtype.manifestName(), t.get("zero_point"));
                 }
                 int position = t.has("position") ? (int) integer(t, "position", p) : -1;
                 String tensorName = t.has("tensor_name") ? string(t, "tensor_name", p) : name;
