@@ -234,8 +234,9 @@ class ReservedTestImages:
 
     @property
     def description(self) -> str:
+        of = f"{self.images} of {self.of}" if self.of else f"{self.images}"
         rest = f"; figures are reported on the other {self.of - self.images}" if self.of else ""
-        return f"{self.images} test images set aside for calibration (seed {self.seed}){rest}"
+        return f"test images set aside for calibration ({of}, seed {self.seed}){rest}"
 
 
 def reserved_test_images(model_path: str | os.PathLike) -> ReservedTestImages | None:

@@ -113,7 +113,7 @@ def test_eval_reports_on_the_test_images_that_did_not_calibrate(tmp_path, tiny_c
     assert "reporting on 70 test images" in printed and "set aside" in printed
     report = json.loads((out / "report.json").read_text())
     assert report["num_images"] == NUM_TEST - RESERVED
-    assert "30 test images set aside for calibration (seed 0)" in json.dumps(report)
+    assert "30 test images set aside for calibration (30 of 100, seed 0)" in json.dumps(report)
     # Thresholds given by hand (none calibrated): every test image, and a note saying which would calibrate.
     assert main(["eval", "--model", str(run), "--data", data, "--split", "test", "--thresholds", "0"]) == 0
     printed = capsys.readouterr().out
