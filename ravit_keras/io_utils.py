@@ -72,6 +72,33 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
         yield from _into_place(path)
 
 
+_HELD_LOCKS: set[Path] = set()
+
+
+@contextlib.contextmanager
+def folder_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Holds the lock of the folder ``path`` (``.<name>.lock`` beside it, the one
+    ``atomic_directory`` takes) for the block: a second writer fails at once, naming
+    the folder, the owner's pid and the lock. A lock whose owner is dead (a kill -9)
+    is stale and taken over. Re-entrant within one process.
+
+    Raises:
+        FileExistsError: another live process holds the lock.
+    """
+    path = Path(path).absolute()
+    lock = path.with_name(f".{path.name}.lock")
+    if lock in _HELD_LOCKS:
+        yield
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(lock):
+        _HELD_LOCKS.add(lock)
+        try:
+            yield
+        finally:
+            _HELD_LOCKS.discard(lock)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -105,20 +105,36 @@ def load_record(out_dir: str | os.PathLike) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: ``out_dir`` is not a training run folder.
+        ValueError: the record is there but torn or not a run record (names the file).
     """
     path = Path(out_dir) / RECORD_FILE
     if not path.exists():
         raise FileNotFoundError(f"No {RECORD_FILE} in {out_dir}: not a training run folder.")
-    return json.loads(path.read_text())
+    return _parse_record(path)
 
 
 def read_record(model_path: str | os.PathLike) -> dict[str, Any]:
-    """The run record beside a trained model (``{}`` when there is none or it is unreadable)."""
-    try:
-        record = json.loads((run_folder(model_path) / RECORD_FILE).read_text())
-    except (OSError, ValueError):
+    """The run record beside a trained model (``{}`` when there is none).
+
+    Raises:
+        ValueError: a record is there but cannot be read (torn, not JSON, not an
+            object): the answers would otherwise be named by placeholders silently.
+    """
+    path = run_folder(model_path) / RECORD_FILE
+    if not path.is_file():
         return {}
-    return record if isinstance(record, dict) else {}
+    return _parse_record(path)
+
+
+def _parse_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors.
+        raise ValueError(f"{path}: the run record cannot be read ({err}); restore it from a copy "
+                         "(or train again): the model's class names and calibration holdout are in it.") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: not a run record (a JSON {type(record).__name__}, not an object).")
+    return record
 
 
 def write_record(out_dir: str | os.PathLike, model: dict[str, Any], training: dict[str, Any],
@@ -141,9 +157,18 @@ def copy_record(run: str | os.PathLike, dest: str | os.PathLike) -> None:
 
 
 def class_names(model_path: str | os.PathLike, num_classes: int) -> list[str]:
-    """The class names a run recorded beside a trained model, else placeholders."""
+    """The class names a run recorded beside a trained model, else placeholders (no
+    record, a record without names, or names of another model: another count).
+
+    Raises:
+        ValueError: the record is unreadable, or its ``class_names`` is not a list
+            (names the file and the key).
+    """
     names = read_record(model_path).get("class_names")
-    if isinstance(names, list) and len(names) == num_classes:
+    if names is not None and not isinstance(names, list):
+        raise ValueError(f"{run_folder(model_path) / RECORD_FILE}: 'class_names' is a {type(names).__name__}, "
+                         "not a list of names.")
+    if names and len(names) == num_classes:
         return [str(n) for n in names]
     return placeholder_class_names(num_classes)
 

@@ -13,7 +13,9 @@ after a kill is Keras's ``BackupAndRestore``: finished epochs are never lost.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import math
 import os
 import shutil
@@ -24,6 +26,7 @@ import keras
 
 from ravit_keras import runs
 from ravit_keras.config import RAViTConfig
+from ravit_keras.io_utils import folder_lock
 from ravit_keras.model import RAViT
 from ravit_keras.runs import (  # noqa: F401  (the names this module has always exported)
     BACKUP_DIR,
@@ -35,6 +38,8 @@ from ravit_keras.runs import (  # noqa: F401  (the names this module has always 
     training_seconds,
 )
 from ravit_keras.training.callbacks import (  # noqa: F401
+    CheckpointError,
+    CheckpointWriteError,
     EpochTimer,
     _FiniteBackupAndRestore,
     _ResumableCSVLogger,
@@ -100,6 +105,34 @@ def train(
         The trained model and the history of this call's epochs.
     """
     out_dir = Path(out_dir)
+    check_steps_per_epoch(steps_per_epoch or training.steps_per_epoch, train_data)
+    with folder_lock(out_dir):  # A second training into the folder fails at once.
+        return _train(config, train_data, out_dir, training, validation_data, steps_per_epoch=steps_per_epoch,
+                      strategy=strategy, callbacks=callbacks, verbose=verbose, jit_compile=jit_compile,
+                      class_names=class_names, data_signature=data_signature)
+
+
+def check_steps_per_epoch(steps: int | None, train_data) -> None:
+    """Refuses more steps per epoch than the (finite) training data has batches: Keras
+    would stop the epoch when the data runs out, under a progress bar that looks full.
+
+    Raises:
+        ValueError: naming ``--steps-per-epoch`` and the number of batches.
+    """
+    if not steps:
+        return
+    try:
+        batches = int(train_data.cardinality())
+    except (AttributeError, TypeError):
+        return
+    if 0 <= batches < steps:
+        raise ValueError(
+            f"--steps-per-epoch {steps}: the training data has only {batches} batches (the last partial "
+            f"batch is dropped); give at most {batches}, or leave the flag out for one pass over the data.")
+
+
+def _train(config, train_data, out_dir: Path, training, validation_data, *, steps_per_epoch, strategy, callbacks,
+           verbose, jit_compile, class_names, data_signature):
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_resume_compatible(out_dir, config, training, data_signature)
     keras.utils.set_random_seed(training.seed)
@@ -132,16 +165,17 @@ def train(
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
-    runs.write_record(out_dir, config.to_dict(), dataclasses.asdict(training), class_names, data_signature)
-    history = model.fit(
-        train_data,
-        epochs=training.epochs,
-        steps_per_epoch=steps_per_epoch or training.steps_per_epoch,
-        validation_data=validation_data,
-        callbacks=[*training_callbacks(out_dir), *callbacks],
-        verbose=verbose,
-        shuffle=False,  # The tf.data pipeline shuffles (seeded); Keras would only warn.
-    )
+    with _disk_errors_named(out_dir):
+        runs.write_record(out_dir, config.to_dict(), dataclasses.asdict(training), class_names, data_signature)
+        history = model.fit(
+            train_data,
+            epochs=training.epochs,
+            steps_per_epoch=steps_per_epoch or training.steps_per_epoch,
+            validation_data=validation_data,
+            callbacks=[*training_callbacks(out_dir), *callbacks],
+            verbose=verbose,
+            shuffle=False,  # The tf.data pipeline shuffles (seeded); Keras would only warn.
+        )
     losses = history.history.get("loss", [])
     if losses and not math.isfinite(float(losses[-1])):
         kept = (f"{out_dir / BACKUP_DIR} keeps the last good epoch" if (out_dir / BACKUP_DIR).exists()
@@ -159,7 +193,8 @@ def train(
             keras.config.set_dtype_policy(previous_policy)
         float_model.set_weights(model.get_weights())
         model = float_model
-    save_model(model, out_dir / MODEL_FILE)
+    with _disk_errors_named(out_dir):
+        save_model(model, out_dir / MODEL_FILE)
     # Only now is the checkpoint redundant: a kill before this line resumes from it.
     shutil.rmtree(out_dir / BACKUP_DIR, ignore_errors=True)
     return model, history.history
@@ -169,9 +204,31 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     """Saves a ``.keras`` file atomically (temporary file, then rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.partial.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # A kill (SIGTERM, Ctrl-C) or a full disk leaves no partial file.
+        raise
     return path
+
+
+@contextlib.contextmanager
+def _disk_errors_named(out_dir: Path):
+    """A full disk (or another write error without a file name) while training into
+    ``out_dir``: one error naming the folder and what is kept to resume from."""
+    try:
+        yield
+    except CheckpointWriteError:
+        raise
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO) or err.filename:
+            raise
+        backup = out_dir / BACKUP_DIR
+        kept = (f"{backup} keeps the last good checkpoint; rerun the same command to resume once there is space"
+                if backup.exists() else "no epoch was backed up yet")
+        raise OSError(err.errno, f"{err.strerror or err} while writing into the run folder {out_dir}: "
+                                 f"training stopped; {kept}.") from None
 
 
 def load_run_config(out_dir: str | os.PathLike) -> tuple[RAViTConfig, TrainingConfig]:

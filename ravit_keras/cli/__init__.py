@@ -15,9 +15,12 @@ on errors. ``run`` and ``predict`` on converted submodels import no TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -60,6 +63,45 @@ def cmd_demo(args) -> int:
 _TENSORFLOW_COMMANDS = {"train", "eval", "convert", "bench", "demo"}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so every
+    ``finally`` and ``except BaseException`` that cleans up after Ctrl-C (temporary
+    files, ``.partial`` folders, locks) cleans up after a ``kill`` too."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Within the block, SIGTERM raises ``Terminated`` (main thread only; restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_threads(args) -> None:
+    """--threads above the cores: a warning; far above them (4 x): refused."""
+    threads = getattr(args, "threads", None)
+    if threads is None:
+        return
+    from ravit_keras.cli.options import available_cores, max_threads
+
+    cores = available_cores()
+    if threads > max_threads():
+        raise ValueError(f"--threads {threads}: this machine has {cores} CPU cores; give at most "
+                         f"{max_threads()} (4 per core), best at most {cores}.")
+    if threads > cores:
+        print(f"ravit {args.command}: warning: --threads {threads} is more than the {cores} CPU cores here; "
+              "threads beyond the cores only compete for them.", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one ``ravit`` command; returns its exit status (2: a usage or input error)."""
     parser = build_parser()
@@ -75,12 +117,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Looked up here, not bound by the parser, so a test can replace a command.
     command = globals()[f"cmd_{args.command}"]
     try:
-        return int(command(args) or 0)
+        with _sigterm_as_interrupt():
+            _check_threads(args)
+            return int(command(args) or 0)
     except BrokenPipeError:
         # `ravit flops | head`: the reader left; stop quietly like other command-line tools.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except Terminated:
+        print(f"ravit {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"ravit {args.command}: interrupted", file=sys.stderr)
         return 130

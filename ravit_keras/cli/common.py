@@ -56,3 +56,104 @@ def is_converted(path: str) -> bool:
 def thresholds_text(taus) -> str:
     """``[0.1, 0.2]`` with four significant digits."""
     return "[" + ", ".join(f"{t:.4g}" for t in taus) + "]"
+
+
+# Outputs never overwrite inputs ------------------------------------------------------------
+
+
+class _Input:
+    """A path a command reads. ``strict``: nothing may be written at, in or around it.
+    Otherwise (a training run folder) an output may be a new path inside the folder,
+    but never the folder, a folder holding it, or one of the files it consists of."""
+
+    def __init__(self, flag: str, path, *, strict: bool = True, parts=()):
+        from pathlib import Path
+
+        self.flag, self.given = flag, str(path)
+        self.root = Path(path).resolve()
+        self.strict = strict
+        self.parts = [self.root / p for p in parts]
+
+
+def model_input(flag: str, path) -> list[_Input]:
+    """What a ``--model`` path consists of: a converted folder or a preset (the package's
+    presets folder) entirely; a training run folder's own files; a ``.keras`` file and
+    the run record beside it; any other file itself."""
+    from pathlib import Path
+
+    from ravit_keras import runs
+    from ravit_keras.presets import CARD_FILE, PRESETS_DIR
+
+    p = Path(path)
+    if not p.exists():
+        return []  # The command names the missing model.
+    resolved = p.resolve()
+    if resolved == PRESETS_DIR or PRESETS_DIR in resolved.parents:
+        return [_Input(f"{flag} (a preset: the package's presets folder)", PRESETS_DIR)]
+    if p.is_dir():
+        if is_converted(p):
+            return [_Input(flag, path)]
+        names = [n.rstrip("/") for n in runs.RUN_FILES] + [CARD_FILE]
+        return [_Input(flag, path, strict=False, parts=names)]
+    if p.suffix == ".keras":
+        return [_Input(flag, path), _Input(f"{flag}'s run record", p.parent / runs.RECORD_FILE)]
+    return [_Input(flag, path)]
+
+
+def path_input(flag: str, path) -> list[_Input]:
+    """A path read as a whole (an image file or folder): nothing written at, in or around it."""
+    return [_Input(flag, path)]
+
+
+def data_input(args) -> list[_Input]:
+    """``--data`` when it is a path (not ``generated`` nor ``tfds:NAME``)."""
+    from pathlib import Path
+
+    data = getattr(args, "data", None)
+    if not data or data == "generated" or data.startswith("tfds:") or not Path(data).exists():
+        return []
+    return [_Input("--data", data)]
+
+
+def check_outputs(inputs: list[_Input], outputs) -> None:
+    """Refuses, before any work, an output path that is, contains or lies inside an input.
+
+    ``outputs``: ``(flag, path)`` pairs; a ``None`` path (flag not given) is skipped.
+    Paths are compared after ``Path.resolve()`` (symbolic links followed). Two
+    outputs at one path are refused too.
+
+    Raises:
+        ValueError: naming the output's flag and path and the input's.
+    """
+    from pathlib import Path
+
+    given = [(flag, str(path), Path(path).resolve()) for flag, path in outputs if path]
+    for k, (flag, text, out) in enumerate(given):
+        for flag2, text2, out2 in given[:k]:
+            if out == out2:
+                raise ValueError(f"{flag2} {text2!r} and {flag} {text!r} are the same file; give each its own path.")
+        for i in inputs:
+            problem = _overlap(out, i.root)
+            if problem is not None and (i.strict or problem != "lies inside"):
+                _refuse(flag, text, f"{problem} the {i.flag} {i.given!r}")
+            if i.strict or problem is None:
+                continue
+            for part in i.parts:  # Inside a run folder: anything but the run's own files.
+                problem = _overlap(out, part)
+                if problem is not None:
+                    _refuse(flag, text, f"{problem} {str(part)!r}, part of the {i.flag} run folder {i.given!r}")
+
+
+def _refuse(flag: str, text: str, problem: str):
+    raise ValueError(f"{flag} {text!r} {problem}: an output never replaces or writes into what the "
+                     "command reads; give another path.")
+
+
+def _overlap(out, path) -> str | None:
+    if out == path:
+        return "is"
+    if path in out.parents:
+        return "lies inside"
+    if out in path.parents:
+        return "contains"
+    return None

@@ -11,10 +11,13 @@ import sys
 from pathlib import Path
 
 from ravit_keras.cli.common import (
+    check_outputs,
+    data_input,
     data_source,
     load_calibration,
     load_model,
     load_reported,
+    model_input,
     say,
     thresholds_text,
 )
@@ -45,6 +48,7 @@ def cmd_train(args) -> int:
     from ravit_keras.train import TrainingConfig, distribution_strategy
     from ravit_keras.training.from_data import train_from_data
 
+    check_outputs(data_input(args), [("--out", args.out)])
     strategy = distribution_strategy(args.devices) if args.devices > 1 else None
     config = config_from_args(args)
     training = TrainingConfig(
@@ -92,6 +96,10 @@ def cmd_eval(args) -> int:
     from ravit_keras.model import flops
 
     baseline_paths = _baselines(args.baseline)
+    inputs = model_input("--model", args.model) + data_input(args)
+    for name, path in baseline_paths.items():
+        inputs += model_input(f"--baseline {name}", path)
+    check_outputs(inputs, [("--out", args.out)])
     model = load_model(args.model)
     config = model.ravit_config
     if args.mac_budget is not None and args.mac_budget <= 1:
@@ -137,6 +145,7 @@ def cmd_convert(args) -> int:
 
     if args.mode != "auto" and args.candidates != CONVERSION_MODES:
         raise ValueError("--candidates applies to --mode auto only.")
+    check_outputs(model_input("--model", args.model) + data_input(args), [("--out", args.out)])
     model = load_model(args.model)
     config = model.ravit_config
     split, cal_where = load_calibration(args, config, runs.class_names(args.model, config.num_classes))
@@ -164,6 +173,10 @@ def cmd_bench(args) -> int:
     from ravit_keras import runs
     from ravit_keras.deploy.measurement.benchmark import run_benchmark
 
+    inputs = model_input("--model", args.model) + data_input(args)
+    if args.baseline:
+        inputs += model_input("--baseline", args.baseline)
+    check_outputs(inputs, [("--out", args.out)])
     model = load_model(args.model)
     baseline = load_model(args.baseline) if args.baseline else None
     config = model.ravit_config

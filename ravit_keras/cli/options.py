@@ -56,6 +56,30 @@ def model_path(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def max_threads() -> int:
+    """The most --threads accepted: 4 per core (above the cores is warned about)."""
+    return 4 * available_cores()
+
+
+def thread_count(text: str) -> int:
+    """A --threads value: a whole number from 1 to 4 per CPU core."""
+    value = positive_int(text)
+    if value > max_threads():
+        raise argparse.ArgumentTypeError(
+            f"{value} threads on {available_cores()} CPU cores; give at most {max_threads()} (4 per core)")
+    return value
+
+
 def positive_int(text: str) -> int:
     """A whole number >= 1."""
     try:
@@ -163,7 +187,8 @@ def out_parent(what: str, *, required: bool = False, default: str | None = None)
 def threads_parent() -> argparse.ArgumentParser:
     """--threads for LiteRT."""
     p = _parent()
-    p.add_argument("--threads", type=positive_int, default=1, help="LiteRT CPU threads per submodel")
+    p.add_argument("--threads", type=thread_count, default=1,
+                   help="LiteRT CPU threads per submodel (a warning above the CPU cores, refused above 4 per core)")
     return p
 
 

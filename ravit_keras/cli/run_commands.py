@@ -12,7 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ravit_keras.cli.common import data_source, is_converted, load_model, say, thresholds_text
+from ravit_keras.cli.common import (
+    check_outputs,
+    data_input,
+    data_source,
+    is_converted,
+    load_model,
+    model_input,
+    path_input,
+    say,
+    thresholds_text,
+)
 
 
 def _scheduler_thresholds(args, sched) -> None:
@@ -63,6 +73,9 @@ def cmd_run(args) -> int:
     from ravit_keras.exits import format_per_class
     from ravit_keras.io_utils import atomic_write_json, check_writable_file
 
+    outputs = ("out", "per_image", "plot", "per_class_plot", "confusion_plot")
+    check_outputs(model_input("--model", args.model) + data_input(args),
+                  [("--" + flag.replace("_", "-"), getattr(args, flag)) for flag in outputs])
     for flag in ("out", "plot", "per_class_plot", "confusion_plot"):
         if getattr(args, flag):
             check_writable_file(getattr(args, flag), "--" + flag.replace("_", "-"))
@@ -128,6 +141,10 @@ def cmd_predict(args) -> int:
     from ravit_keras import images as image_io
     from ravit_keras import prediction
 
+    inputs = model_input("--model", args.model)
+    for path in args.images:
+        inputs += path_input("image path", path)
+    check_outputs(inputs, [("--out", args.out)])
     writer = prediction.PredictionWriter(args.out) if args.out else None
     files = image_io.images_in(args.images)
     if args.limit:
@@ -193,6 +210,7 @@ def cmd_profile(args) -> int:
     from ravit_keras.deploy.measurement.op_profile import format_profile, profile_ops
     from ravit_keras.io_utils import atomic_write_json, check_writable_file
 
+    check_outputs(model_input("--model", args.model), [("--json", args.json)])
     target = Path(args.model)
     if target.is_dir():
         from ravit_keras.deploy.runtime.manifest import load_manifest

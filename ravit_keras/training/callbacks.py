@@ -5,8 +5,13 @@ Every file they write is named by ``ravit_keras.runs``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
+import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -16,15 +21,200 @@ from ravit_keras import runs
 from ravit_keras.io_utils import atomic_write_text
 
 
+class CheckpointError(ValueError):
+    """The run's checkpoint cannot be resumed; the message names the file to remove."""
+
+
 class _FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras's BackupAndRestore that never backs up an epoch whose loss is not finite,
-    so a diverged run keeps the last good checkpoint to resume from."""
+    """Keras's BackupAndRestore(double_checkpoint=True), written so that no kill, full
+    disk or torn file loses the last good epoch.
+
+    * An epoch whose loss is not finite is never backed up (a diverged run keeps
+      the last good checkpoint).
+    * Each backup is written beside the current one (``latest.partial.weights.h5``,
+      ``.training_metadata.json.tmp``) and put in place by renames; the previous pair
+      becomes the ``.bkp`` pair. The metadata, renamed last, records the SHA-256 of
+      its weights file, so a pair torn by a kill between the renames is recognised.
+    * Before writing, the free space is checked against the size of the last
+      backup; a full disk (then or during the write) stops training with one
+      ``OSError`` naming the file, the temporary files removed and the last good
+      checkpoint intact.
+    * On resume, the newest intact pair is loaded (the current one, else the
+      ``.bkp`` copy, with a note); when none is intact the error names the files.
+    """
+
+    def __init__(self, *args, notes=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._notes = notes or (lambda text: print(text, flush=True))
+        self._backed_up_epoch = None  # The epoch count the intact checkpoint on disk holds.
+        self._current_intact = True  # False after resuming from the .bkp pair: never rotate a torn pair into it.
+
+    # Writing ---------------------------------------------------------------------
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             return
         super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        backup = Path(self.backup_dir)
+        weights, meta = Path(self._weights_path), Path(self._training_metadata_path)
+        tmp_weights = backup / "latest.partial.weights.h5"
+        tmp_meta = backup / f".{meta.name}.tmp"
+        try:
+            backup.mkdir(parents=True, exist_ok=True)
+            self._check_free_space(backup, weights)
+            self.model.save_weights(str(tmp_weights), overwrite=True)
+            metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen,
+                        "weights_sha256": _sha256(tmp_weights)}
+            with open(tmp_meta, "w") as f:
+                f.write(json.dumps(metadata))
+                f.flush()
+                os.fsync(f.fileno())
+            if not self._current_intact:
+                for torn in (meta, weights):
+                    with contextlib.suppress(FileNotFoundError):
+                        torn.unlink()
+            elif self.double_checkpoint and weights.exists() and meta.exists():
+                os.replace(meta, self._prev_training_metadata_path)
+                os.replace(weights, self._prev_weights_path)
+            os.replace(tmp_weights, weights)
+            os.replace(tmp_meta, meta)
+        except BaseException as err:
+            for tmp in (tmp_weights, tmp_meta):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            if isinstance(err, OSError) and not isinstance(err, CheckpointWriteError):
+                raise CheckpointWriteError(err, weights, backup, self._backed_up_epoch) from None
+            raise
+        self._backed_up_epoch = self._current_epoch
+        self._current_intact = True
+
+    def _check_free_space(self, backup: Path, weights: Path) -> None:
+        sizes = [p.stat().st_size for p in (weights, Path(self._prev_weights_path)) if p.exists()]
+        if not sizes:
+            # The first backup: the weights and the optimizer's variables, as float32.
+            variables = list(self.model.weights) + list(getattr(self.model.optimizer, "variables", []) or [])
+            sizes = [sum(4 * int(math.prod(v.shape)) for v in variables)]
+        needed = int(max(sizes) * 1.1) + (1 << 20)
+        free = shutil.disk_usage(backup).free
+        if free < needed:
+            raise OSError(errno.ENOSPC, f"No space left on device: {free / 1e6:.1f} MB free, the checkpoint "
+                                        f"needs about {needed / 1e6:.1f} MB")
+
+    # Resuming --------------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        backup = Path(self.backup_dir)
+        weights, meta = Path(self._weights_path), Path(self._training_metadata_path)
+        prev_weights, prev_meta = Path(self._prev_weights_path), Path(self._prev_training_metadata_path)
+        for tmp in (backup / "latest.partial.weights.h5", backup / "restore.partial.weights.h5",
+                    backup / f".{meta.name}.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # A write a kill interrupted.
+        present = [p for p in (weights, meta, prev_weights, prev_meta) if p.exists()]
+        if not present:
+            return
+        if not self.model.built:
+            raise ValueError("BackupAndRestore needs a built model.")
+        problems = []
+        for label, m in (("current", meta), ("previous", prev_meta)):
+            pair = _checkpoint_pair(m, (weights, prev_weights) if label == "current" else (prev_weights, weights),
+                                    problems)
+            if pair is None:
+                continue
+            epoch, w = pair
+            try:
+                if self.model.optimizer is not None and not self.model.optimizer.built:
+                    self.model.optimizer.build(self.model.trainable_variables)
+                _load_weights(self.model, w)
+            except Exception as err:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError...
+                problems.append(f"{w} cannot be loaded ({type(err).__name__}: {_first_line(err)})")
+                continue
+            if problems:
+                self._notes(f"note: the checkpoint is damaged ({'; '.join(problems)}); resuming from the "
+                            f"previous one ({w.name}, {epoch} epochs done): one epoch is trained again")
+            self.model._initial_epoch = epoch
+            self._backed_up_epoch = epoch
+            self._current_intact = label == "current"
+            return
+        files = ", ".join(str(p) for p in present)
+        raise CheckpointError(
+            f"The checkpoint in {backup} cannot be resumed: {'; '.join(problems)}. Remove {backup} (files: "
+            f"{files}) to train this run again from its first epoch.")
+
+
+class CheckpointWriteError(OSError):
+    """Writing the checkpoint failed (a full disk): one line naming the file and what is kept."""
+
+    def __init__(self, err: OSError, path: Path, backup: Path, kept_epochs):
+        kept = (f"{backup} keeps the last good checkpoint ({kept_epochs} epochs done); rerun the same "
+                "command to resume" if kept_epochs else "no epoch was backed up yet")
+        reason = err.strerror or str(err)
+        super().__init__(err.errno, f"{reason} while writing the checkpoint {path}: training stopped and the "
+                                    f"partial file was removed; {kept} once there is space.")
+
+    def __str__(self):
+        return self.strerror
+
+
+def _checkpoint_pair(meta: Path, weights_files, problems) -> tuple[int, Path] | None:
+    """``(epochs done, weights file)`` of an intact metadata file, else None (the
+    problem appended to ``problems``)."""
+    if not meta.exists():
+        return None
+    try:
+        record = json.loads(meta.read_text())
+        epoch = int(record["epoch"])
+        if epoch < 0:
+            raise ValueError(f"epoch {epoch}")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        problems.append(f"{meta} is torn ({type(err).__name__}: {_first_line(err) or 'empty'})")
+        return None
+    digest = record.get("weights_sha256")
+    candidates = [w for w in weights_files if w.exists()]
+    if digest is None:  # Written by Keras's own callback: paired by name.
+        if candidates and candidates[0] == weights_files[0]:
+            return epoch, candidates[0]
+        problems.append(f"{weights_files[0]} is missing")
+        return None
+    for w in candidates:
+        if _sha256(w) == digest:
+            return epoch, w
+    problems.append(f"no weights file matches {meta} (checksum): {weights_files[0]} is torn or missing")
+    return None
+
+
+def _load_weights(model, path: Path) -> None:
+    """``model.load_weights`` of ``path``; Keras wants a ``.weights.h5`` name, so the
+    ``.bkp`` copy is read through a hard link (or a copy) under such a name."""
+    if path.name.endswith(".weights.h5"):
+        model.load_weights(str(path))
+        return
+    alias = path.with_name("restore.partial.weights.h5")
+    alias.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(path, alias)
+        except OSError:
+            shutil.copyfile(path, alias)
+        model.load_weights(str(alias))
+    finally:
+        alias.unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _first_line(err) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -57,6 +57,17 @@ def train_from_data(
     Returns:
         ``(model, history, config)``: the config the model was trained with.
     """
+    from ravit_keras.io_utils import folder_lock
+
+    with folder_lock(out_dir):  # Taken before the data is read: a second training fails at once.
+        return _train_from_data(config, source, out_dir, training, arch=arch, num_classes=num_classes,
+                                calibration_holdout=calibration_holdout, limit_train=limit_train,
+                                limit_test=limit_test, validate=validate, normalization=normalization,
+                                strategy=strategy, verbose=verbose, notes=notes)
+
+
+def _train_from_data(config, source, out_dir, training, *, arch, num_classes, calibration_holdout, limit_train,
+                     limit_test, validate, normalization, strategy, verbose, notes):
     import keras
 
     from ravit_keras.data import make_pipeline
@@ -81,6 +92,9 @@ def train_from_data(
         config = config.replace(num_classes=train_split.num_classes)
     config = choose_normalization(config, arch, source.data, train_split, normalization, notes)
     train_ds = make_pipeline(train_split, config, training.batch_size, training=True, seed=training.seed)
+    from ravit_keras.train import check_steps_per_epoch
+
+    check_steps_per_epoch(training.steps_per_epoch, train_ds)
     val_ds = None
     if validate:
         val_split = source.load("test", config.image_size, config.num_classes, limit_test)
