@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ravit_keras.cli.common import data_source, load_calibration, load_model, say, thresholds_text
-from ravit_keras.cli.options import CONVERSION_MODES, config_from_args
+from ravit_keras.cli.options import CONVERSION_MODES, config_from_args, recipe_from_args
 
 
 def cmd_flops(args) -> int:
@@ -40,11 +40,13 @@ def cmd_train(args) -> int:
 
     strategy = distribution_strategy(args.devices) if args.devices > 1 else None
     config = config_from_args(args)
+    drop_path_rate, recipe = recipe_from_args(args)
+    if drop_path_rate:
+        config = config.replace(drop_path_rate=drop_path_rate)
     training = TrainingConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-        label_smoothing=args.label_smoothing, seed=args.seed,
-        steps_per_epoch=args.steps_per_epoch, dtype_policy=args.dtype_policy, xla=args.xla,
+        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=args.seed,
+        steps_per_epoch=args.steps_per_epoch, dtype_policy=args.dtype_policy, xla=args.xla, **recipe,
     )
     fit_verbose = {"bar": 1, "epoch": 2, "none": 0}.get(args.progress, "auto")
     if fit_verbose == "auto":
