@@ -17,7 +17,6 @@ Accuracy per mode comes from ``ravit bench`` on a trained model.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -51,15 +50,21 @@ def main(argv=None) -> int:
 
     from ravit_keras.config import get_config
     from ravit_keras.data import load_split
-    from ravit_keras.deploy.benchmark import (
+    from ravit_keras.deploy.export.convert import ConversionOptions, convert
+    from ravit_keras.deploy.measurement.benchmark import (
         CEILING_SHAPES,
         ceiling_arithmetic,
         ceiling_gmacs,
         fully_connected_ceiling_models,
     )
-    from ravit_keras.deploy.convert import ConversionOptions, convert
-    from ravit_keras.deploy.op_profile import profile_ops
-    from ravit_keras.deploy.profiling import cpu_description, interleaved_latency, matrix_macs, undelegated_ops
+    from ravit_keras.deploy.measurement.op_profile import profile_ops
+    from ravit_keras.deploy.measurement.profiling import (
+        cpu_description,
+        interleaved_latency,
+        matrix_macs,
+        undelegated_ops,
+    )
+    from ravit_keras.deploy.runtime.manifest import load_manifest
     from ravit_keras.io_utils import atomic_write_json, atomic_write_text
     from ravit_keras.model import RAViT, load_ravit
     from ravit_keras.model.flops import branch_costs
@@ -87,8 +92,8 @@ def main(argv=None) -> int:
                 print(f"converting {name} to {mode}", flush=True)
                 convert(model, folder, x, y, class_names=split.class_names,
                         options=ConversionOptions(mode=mode, num_calibration=300), overwrite=True, progress=None)
-            manifest = json.loads((folder / "manifest.json").read_text())
-            subs = [folder / e["file"] for e in manifest["exits"]]
+            manifest = load_manifest(folder)
+            subs = [folder / e.file for e in manifest.exits]
             # Submodel files are named branch_<i>.tflite after the branch they end with.
             macs = [costs[int(f.stem.rsplit("_", 1)[1]) - 1].macs for f in subs]
             meta[(name, mode)] = {"files": [str(f) for f in subs], "macs": macs,

@@ -65,9 +65,9 @@ def main(argv=None) -> int:
 
     from ravit_keras.config import get_config
     from ravit_keras.data import load_split
-    from ravit_keras.deploy.convert import ConversionOptions, convert
-    from ravit_keras.deploy.op_profile import format_profile, profile_ops
-    from ravit_keras.deploy.profiling import cpu_description, interleaved_latency, undelegated_ops
+    from ravit_keras.deploy.export.convert import ConversionOptions, convert
+    from ravit_keras.deploy.measurement.op_profile import format_profile, profile_ops
+    from ravit_keras.deploy.measurement.profiling import cpu_description, interleaved_latency, undelegated_ops
     from ravit_keras.io_utils import atomic_write_json, atomic_write_text
     from ravit_keras.model import RAViT
     from ravit_keras.model.flops import cost_report

@@ -26,13 +26,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from ravit_keras.data import load_split
-    from ravit_keras.deploy.profiling import cpu_description
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.measurement.profiling import cpu_description
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
     print(cpu_description())
     for folder in args.folders:
         sched = RAViTScheduler(folder)
-        size = (sched.manifest["image"]["height"], sched.manifest["image"]["width"])
+        size = (sched.manifest.image.height, sched.manifest.image.width)
         x, y = load_split(args.data, "test", num_examples=args.images, image_size=size).as_numpy()
         if sched.image_dtype != "uint8":
             x = x.astype("float32")

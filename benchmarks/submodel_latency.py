@@ -36,8 +36,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
 
-    from ravit_keras.deploy.manifest import ManifestError, load_manifest
-    from ravit_keras.deploy.profiling import cpu_description, interleaved_latency
+    from ravit_keras.deploy.measurement.profiling import cpu_description, interleaved_latency
+    from ravit_keras.deploy.runtime.manifest import ManifestError, load_manifest
 
     files = {}
     for name, folder in args.models:
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
             manifest = load_manifest(folder)
         except (FileNotFoundError, ManifestError) as err:
             p.error(f"{name}: {err}")
-        files[name] = [folder / e["file"] for e in manifest["exits"]]
+        files[name] = [folder / e.file for e in manifest.exits]
     print(f"{cpu_description()}; {args.threads} thread(s); {args.rounds} rounds x {args.runs} invokes")
     first = args.models[0][0]
     print("| repeat | " + " | ".join(f"{n} ms" for n in files) + " | " +

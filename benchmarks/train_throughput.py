@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ravit_keras.config import get_config  # noqa: E402
-from ravit_keras.deploy.profiling import cpu_description  # noqa: E402
+from ravit_keras.deploy.measurement.profiling import cpu_description  # noqa: E402
 from ravit_keras.model import RAViT  # noqa: E402
 from ravit_keras.model.flops import model_macs  # noqa: E402
 from ravit_keras.train import compile_ravit, make_optimizer  # noqa: E402

@@ -109,7 +109,7 @@ def record(names: list[str]) -> int:
 
     import nbformat
 
-    from ravit_keras.deploy.profiling import cpu_description
+    from ravit_keras.deploy.measurement.profiling import cpu_description
 
     host = cpu_description()
     with tempfile.TemporaryDirectory() as tmp:

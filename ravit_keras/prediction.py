@@ -110,10 +110,11 @@ def predict_with_keras(model, items: Iterable[tuple[str, np.ndarray]], threshold
     """
     from ravit_keras.exits import route_one_at_a_time
     from ravit_keras.model import flops
+    from ravit_keras.runs import class_names_or_placeholders
 
     items = list(items)
     config = model.ravit_config
-    names = list(class_names or [f"class_{i}" for i in range(config.num_classes)])
+    names = class_names_or_placeholders(class_names, config.num_classes)
     if not items:
         return []
     batch = np.stack([img for _, img in items]).astype(np.float32)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from ravit_keras import runs  # noqa: E402
 from ravit_keras.config import format_layers  # noqa: E402
-from ravit_keras.deploy.profiling import cpu_description  # noqa: E402
+from ravit_keras.deploy.measurement.profiling import cpu_description  # noqa: E402
 from ravit_keras.io_utils import atomic_directory  # noqa: E402
 from ravit_keras.presets import CARD_FILE, PRESETS_DIR  # noqa: E402
 from ravit_keras.runs import MODEL_FILE  # noqa: E402

@@ -75,7 +75,7 @@ def tflite_trained_ravit():
 
 
 def _convert_once(trained, folder, mode):
-    from ravit_keras.deploy.convert import ConversionOptions, convert
+    from ravit_keras.deploy.export.convert import ConversionOptions, convert
 
     convert(trained.model, folder, trained.calib_images, trained.calib_labels,
             class_names=trained.class_names,

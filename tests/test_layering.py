@@ -2,8 +2,10 @@
 
 Every module of ``ravit_keras`` is imported, and every import statement in it
 (module level and inside functions: lazy imports are still dependencies) is
-checked against the layer rule below. A subprocess then checks that the
-runtime side (exits maths, manifest, scheduler) loads without TensorFlow.
+checked against the layer rule below; inside ``deploy``, against the rule between
+its side folders (runtime, export, measurement; see DEPLOY_SIDES). A subprocess
+then checks that every module of the runtime folder (and the exits maths) loads
+without TensorFlow.
 """
 
 from __future__ import annotations
@@ -32,21 +34,18 @@ LAYERS = {
     "cli": 5, "__main__": 6,
 }
 
-# Within deploy: what each module may use (the scheduler needs only the manifest,
-# the quantisation rule and LiteRT; mode selection and benchmarks sit on top).
-DEPLOY_ALLOWED = {
-    "manifest": set(),
-    "quantization": set(),
-    "flatbuffer": set(),
-    "profiling": set(),
-    "op_profile": set(),  # LiteRT's C API only.
-    "metadata": {"manifest"},
-    "scheduler": {"manifest", "quantization"},
-    "convert": {"manifest", "flatbuffer", "metadata", "scheduler"},
-    "mode_selection": {"convert", "manifest", "profiling", "scheduler"},
-    "benchmark": {"convert", "profiling", "scheduler"},
-    "golden": {"convert", "quantization", "scheduler"},
-}
+# Within deploy: the side folders, and which other sides each may import.
+#   runtime      what a device runs (manifest, policy, quantisation, scheduler): imports no
+#                other side, and loads without TensorFlow or Keras (checked below).
+#   measurement  timing on this machine: builds on runtime (it times what runtime runs).
+#   export       Keras -> TFLite: builds on runtime (the manifest contract, the scheduler that
+#                calibrates thresholds on the shipped submodels) and on measurement (mode
+#                selection times candidate conversions).
+# One module is named as an exception: measurement.benchmark converts both models it
+# compares, so it may use export (no cycle: export never imports it; checked below).
+DEPLOY_SIDES = {"runtime": set(), "measurement": {"runtime"}, "export": {"runtime", "measurement"}}
+DEPLOY_EXCEPTIONS = {"ravit_keras.deploy.measurement.benchmark": {"export"}}
+RUNTIME_PACKAGE = "ravit_keras.deploy.runtime"
 
 
 def _modules() -> list[str]:
@@ -110,12 +109,29 @@ def test_lower_layers_never_import_higher_ones(module):
         )
 
 
+def _side(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[2] if len(parts) > 3 and parts[1] == "deploy" else None
+
+
 @pytest.mark.parametrize("module", [m for m in MODULES if m.startswith("ravit_keras.deploy.")])
-def test_deploy_modules_use_only_what_is_below_them(module):
-    name = module.rsplit(".", 1)[1]
-    assert name in DEPLOY_ALLOWED, f"{module}: add it to DEPLOY_ALLOWED"
-    used = {d.rsplit(".", 1)[1] for d in _imports(module) if d.startswith("ravit_keras.deploy.")}
-    assert used <= DEPLOY_ALLOWED[name], f"{module} imports deploy modules {sorted(used - DEPLOY_ALLOWED[name])}"
+def test_deploy_sides_use_only_what_is_below_them(module):
+    parts = module.split(".")
+    if len(parts) == 3:  # A side's own package (ravit_keras.deploy.runtime): only its __init__.
+        assert parts[2] in DEPLOY_SIDES, f"{module}: deploy's modules live in {sorted(DEPLOY_SIDES)}"
+        return
+    side = _side(module)
+    assert side in DEPLOY_SIDES, f"{module}: put it in one of {sorted(DEPLOY_SIDES)}"
+    allowed = DEPLOY_SIDES[side] | DEPLOY_EXCEPTIONS.get(module, set())
+    used = {_side(d) for d in _imports(module) if d.startswith("ravit_keras.deploy.")} - {side, None}
+    assert used <= allowed, f"{module} ({side}) imports the {sorted(used - allowed)} side"
+
+
+def test_deploy_package_root_imports_no_side_eagerly():
+    # ravit_keras.deploy names its exports lazily: importing it loads no side.
+    out = run_without_tensorflow("import sys, ravit_keras.deploy\n"
+                                 "print(sorted(m for m in sys.modules if m.startswith('ravit_keras.deploy.')))\n")
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr + out.stdout
 
 
 def test_no_import_cycles():
@@ -137,10 +153,14 @@ def test_no_import_cycles():
 
 
 def test_runtime_side_imports_no_tensorflow():
-    # The scheduler path (what `ravit run` needs) must start without TensorFlow or Keras.
+    # The scheduler path (what `ravit run` needs) must start without TensorFlow or Keras:
+    # every module in the runtime folder (walked, not listed), the exits maths and the cost model.
+    runtime = [m for m in MODULES if m == RUNTIME_PACKAGE or m.startswith(RUNTIME_PACKAGE + ".")]
+    assert {"ravit_keras.deploy.runtime.manifest", "ravit_keras.deploy.runtime.quantization",
+            "ravit_keras.deploy.runtime.scheduler", "ravit_keras.deploy.runtime.policy"} <= set(runtime)
     out = run_without_tensorflow(
         "import ravit_keras.exits, ravit_keras.model.flops, ravit_keras.config\n"
-        "import ravit_keras.deploy.manifest, ravit_keras.deploy.quantization, ravit_keras.deploy.scheduler\n"
-        "print('ok')\n"
+        + "".join(f"import {m}\n" for m in runtime)
+        + "print('ok')\n"
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

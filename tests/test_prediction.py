@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from ravit_keras.cli import main
-from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 from tests.no_tensorflow import run_without_tensorflow
 
 

@@ -292,7 +292,7 @@ def test_manifest_faults(converted, capsys, fault, change, named):
 
 
 def test_manifest_faults_raise_manifest_error(converted):
-    from ravit_keras.deploy.manifest import ManifestError, load_manifest
+    from ravit_keras.deploy.runtime.manifest import ManifestError, load_manifest
 
     _write_manifest(converted, {"format": "ravit-tflite", "format_version": 1})
     with pytest.raises(ManifestError, match="has no"):
@@ -382,21 +382,21 @@ def test_unknown_mode(run_folder, tmp_path, capsys):
     (np.zeros((32, 32, 3), np.int64), "not supported"),
 ])
 def test_scheduler_refuses_images_it_was_not_trained_on(tflite_float32_folder, image, message):
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
     with pytest.raises(ValueError, match=message):
         RAViTScheduler(tflite_float32_folder).classify(image)
 
 
 def test_int8_scheduler_refuses_float_pixels(tflite_int8_folder):
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
     with pytest.raises(ValueError, match="uint8 pixels"):
         RAViTScheduler(tflite_int8_folder).classify(np.zeros((32, 32, 3), np.float32))
 
 
 def test_scheduler_refuses_labels_outside_its_classes(tflite_float32_folder):
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
     sched = RAViTScheduler(tflite_float32_folder)
     with pytest.raises(ValueError, match="Label 10 of image 1"):

@@ -41,7 +41,7 @@ def is_converted(path: str) -> bool:
     """A folder written by ``ravit convert`` (it holds a manifest)."""
     from pathlib import Path
 
-    from ravit_keras.deploy.manifest import MANIFEST_FILE
+    from ravit_keras.deploy.runtime.manifest import MANIFEST_FILE
 
     return (Path(path) / MANIFEST_FILE).is_file()
 

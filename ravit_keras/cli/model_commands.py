@@ -123,8 +123,8 @@ def cmd_convert(args) -> int:
     """Submodels and manifest (``deploy.convert``, or ``convert_fastest`` for --mode auto)."""
     from ravit_keras import runs
     from ravit_keras.data.source import naming_bad_images
-    from ravit_keras.deploy.convert import ConversionOptions, convert
-    from ravit_keras.deploy.mode_selection import convert_fastest
+    from ravit_keras.deploy.export.convert import ConversionOptions, convert
+    from ravit_keras.deploy.export.mode_selection import convert_fastest
 
     if args.mode != "auto" and args.candidates != CONVERSION_MODES:
         raise ValueError("--candidates applies to --mode auto only.")
@@ -145,15 +145,15 @@ def cmd_convert(args) -> int:
         options.mode = args.mode
         manifest = convert(model, args.out, images, labels, class_names=split.class_names,
                            calibration_source=cal_where, options=options, overwrite=args.overwrite)
-    print(f"Wrote {len(manifest['exits'])} {manifest['quantization']} submodels and manifest.json to "
-          f"{args.out}; default thresholds {thresholds_text(manifest['default_thresholds'])}")
+    print(f"Wrote {len(manifest.exits)} {manifest.quantization} submodels and manifest.json to "
+          f"{args.out}; default thresholds {thresholds_text(manifest.default_thresholds)}")
     return 0
 
 
 def cmd_bench(args) -> int:
     """RAViT (and a classic ViT) converted and timed side by side (``deploy.benchmark``)."""
     from ravit_keras import runs
-    from ravit_keras.deploy.benchmark import run_benchmark
+    from ravit_keras.deploy.measurement.benchmark import run_benchmark
 
     model = load_model(args.model)
     baseline = load_model(args.baseline) if args.baseline else None

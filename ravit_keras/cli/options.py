@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ravit_keras import runs
-from ravit_keras.deploy.convert import MODES as CONVERSION_MODES  # (no TensorFlow import)
+from ravit_keras.deploy.runtime.modes import MODES as CONVERSION_MODES
 
 MODES = ("auto",) + CONVERSION_MODES
 

@@ -59,7 +59,7 @@ def cmd_run(args) -> int:
     """Stream a labelled split through the scheduler; report, answers and plots."""
     from ravit_keras.console import Progress
     from ravit_keras.data.source import matched
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
     from ravit_keras.exits import format_per_class
     from ravit_keras.io_utils import atomic_write_json, check_writable_file
 
@@ -74,14 +74,14 @@ def cmd_run(args) -> int:
     sched = RAViTScheduler(args.model, num_threads=args.threads)
     _scheduler_thresholds(args, sched)
     m = sched.manifest
-    shape = (m["image"]["height"], m["image"]["width"])
-    loaded = data_source(args).load(args.split, shape, m["num_classes"], args.limit)
+    shape = (m.image.height, m.image.width)
+    loaded = data_source(args).load(args.split, shape, m.num_classes, args.limit)
     split = matched(loaded, sched.labels, f"{args.data} {args.split}", say)
     if split.num_examples == 0:
         raise ValueError(f"The {args.split} split of {args.data} holds no images.")
     images, labels = _stream(split)
     print(f"Scheduling {split.num_examples} {args.data} {args.split} images through "
-          f"{len(sched.submodels)} {m['quantization']} submodels, thresholds {thresholds_text(sched.thresholds)}",
+          f"{len(sched.submodels)} {m.quantization} submodels, thresholds {thresholds_text(sched.thresholds)}",
           flush=True)
     bar = Progress(split.num_examples, mode=args.progress)
     files = split.files
@@ -134,14 +134,14 @@ def cmd_predict(args) -> int:
         files = files[: args.limit]
     warn = lambda msg: print(f"ravit predict: warning: {msg}", file=sys.stderr)  # noqa: E731
     if is_converted(args.model):
-        from ravit_keras.deploy.scheduler import RAViTScheduler
+        from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
         sched = RAViTScheduler(args.model, num_threads=args.threads)
         if args.thresholds is not None:
             sched.set_thresholds(args.thresholds)
         m = sched.manifest
-        size = (m["image"]["height"], m["image"]["width"])
-        kind = f"{len(sched.submodels)} {m['quantization']} submodels, thresholds {thresholds_text(sched.thresholds)}"
+        size = (m.image.height, m.image.width)
+        kind = f"{len(sched.submodels)} {m.quantization} submodels, thresholds {thresholds_text(sched.thresholds)}"
         dtype = sched.image_dtype
         items = ((f, img if dtype == "uint8" else img.astype(np.float32))
                  for f, img in prediction.read_images(files, size, args.skip_bad_images, warn))
@@ -190,15 +190,15 @@ def cmd_predict(args) -> int:
 
 def cmd_profile(args) -> int:
     """Per-operator time of each submodel (XNNPACK's own operators included)."""
-    from ravit_keras.deploy.op_profile import format_profile, profile_ops
+    from ravit_keras.deploy.measurement.op_profile import format_profile, profile_ops
     from ravit_keras.io_utils import atomic_write_json, check_writable_file
 
     target = Path(args.model)
     if target.is_dir():
-        from ravit_keras.deploy.manifest import load_manifest
+        from ravit_keras.deploy.runtime.manifest import load_manifest
 
         manifest = load_manifest(target)  # Names a missing or mismatched submodel first.
-        files = [target / e["file"] for e in manifest["exits"]]
+        files = [target / e.file for e in manifest.exits]
     elif target.is_file():
         files = [target]
     else:
@@ -214,7 +214,7 @@ def cmd_profile(args) -> int:
         print(f"All {len(profiles)} submodels: {sum(p.total_us for p in profiles):.1f} µs per image "
               "through every exit (profiler overhead included)")
     if args.json:
-        from ravit_keras.deploy.profiling import cpu_description
+        from ravit_keras.deploy.measurement.profiling import cpu_description
 
         atomic_write_json(args.json, {"host": cpu_description(), "submodels": [p.to_dict() for p in profiles]})
         print(f"Wrote {args.json}")

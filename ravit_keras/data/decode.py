@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+
 def _file_header(data: bytes, file: bytes) -> np.ndarray:
     """``[orientation]`` of one file's bytes; refuses more than ``images.MAX_IMAGE_PIXELS``
     (raised inside ``tf.numpy_function``, it reaches the caller as an

@@ -1,31 +1,44 @@
 """Deployment: branch models → TFLite submodels + manifest, and the runtimes' side.
 
-    manifest.py        the manifest format: constants, load_manifest, ManifestError
-    quantization.py    quantize / dequantize / requantize (the CLS handoff rule)
-    flatbuffer.py      .tflite graph fixes for XNNPACK int8, tensor and op introspection
-    metadata.py        TFLite metadata (tflite-support writers), byte-reproducible
-    convert.py         Keras → SavedModel → TFLite per mode, thresholds on the submodels
-    scheduler.py       the device-emulating early-exit scheduler (LiteRT + NumPy only)
-    profiling.py       interleaved timing, litert-benchmark, XNNPACK delegation
-    mode_selection.py  --mode auto: convert in several modes, keep the fastest accurate
-    benchmark.py       ravit bench: RAViT vs a classic ViT (and the naive int8 ViT)
-    golden.py          golden vectors for the Android core's parity tests
+Three sub-packages, one per side:
 
-Lower modules never import higher ones: the scheduler needs only the manifest and
-quantisation modules; the converter uses the scheduler to calibrate thresholds on
-the submodels it ships; mode selection and the benchmark sit above both.
+    runtime/       what a device runs: LiteRT + NumPy, never TensorFlow or Keras
+        modes.py        the conversion-mode vocabulary (the manifest's ``quantization``)
+        fields.py       typed JSON reads naming the key; ManifestError
+        manifest.py     the typed manifest (Manifest, ExitSpec, TensorSpec, ImageSpec), load_manifest
+        policy.py       operating points, MAC/latency budgets, the battery curve
+        quantization.py quantize / dequantize / requantize (the CLS handoff rule)
+        submodel.py     one submodel in LiteRT, the exit rule's entropy
+        reports.py      Classification, StreamReport
+        scheduler.py    the device-emulating early-exit scheduler
+    export/        Keras → TFLite (TensorFlow)
+        graph.py        graph surgery, SavedModel export, calibration inputs
+        flatbuffer.py   .tflite graph fixes for XNNPACK int8, tensor and op introspection
+        metadata.py     TFLite metadata, byte-reproducible
+        convert.py      the conversion loop and the manifest it writes
+        mode_selection.py  --mode auto: convert in several modes, keep the fastest accurate
+        golden.py       golden vectors for the Android core's parity tests
+    measurement/   timing on this machine
+        profiling.py    interleaved timing, litert-benchmark, XNNPACK delegation
+        op_profile.py   per-operator profiles (LiteRT's C API)
+        benchmark.py    ravit bench: RAViT vs a classic ViT (converts both first)
+
+runtime imports nothing from the other two; export and measurement build on it
+(tests/test_layering.py states and checks the rule).
 """
 
 from ravit_keras._lazy import lazy_exports
 
 _EXPORTS = {
-    "MANIFEST_FILE": "manifest", "ManifestError": "manifest", "load_manifest": "manifest",
-    "requantize": "quantization",
-    "MODES": "convert", "ConversionOptions": "convert", "convert": "convert",
-    "RAViTScheduler": "scheduler", "Classification": "scheduler",
-    "convert_fastest": "mode_selection",
-    "run_benchmark": "benchmark",
-    "export_golden": "golden",
+    "MANIFEST_FILE": "runtime.manifest", "ManifestError": "runtime.manifest",
+    "load_manifest": "runtime.manifest", "Manifest": "runtime.manifest",
+    "requantize": "runtime.quantization",
+    "MODES": "runtime.modes",
+    "ConversionOptions": "export.convert", "convert": "export.convert",
+    "RAViTScheduler": "runtime.scheduler", "Classification": "runtime.scheduler",
+    "convert_fastest": "export.mode_selection",
+    "run_benchmark": "measurement.benchmark",
+    "export_golden": "export.golden",
 }
 
 __all__ = sorted(_EXPORTS)

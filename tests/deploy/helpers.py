@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from ravit_keras.deploy.manifest import MANIFEST_FILE
+from ravit_keras.deploy.runtime.manifest import MANIFEST_FILE
 
 
 def submodel_files(folder) -> list[Path]:

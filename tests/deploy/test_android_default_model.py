@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from ravit_keras import presets
-from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
+from ravit_keras.runs import RECORD_FILE
 from tests.test_presets import cifar10_test_images
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ def test_gradle_ships_the_default_model():
 
 def test_default_model_is_the_preset_as_int8():
     manifest = json.loads((DEFAULT_MODEL / "manifest.json").read_text())
-    record = json.loads((presets.preset_dir(PRESET) / "config.json").read_text())
+    record = json.loads((presets.preset_dir(PRESET) / RECORD_FILE).read_text())
     assert manifest["quantization"] == "int8"
     assert manifest["labels"] == record["class_names"]
     assert (DEFAULT_MODEL / "labels.txt").read_text().split("\n")[:10] == record["class_names"]

@@ -74,7 +74,7 @@ def converted(request, tflite_trained_ravit, tmp_path_factory):
             return request.getfixturevalue("tflite_int8_folder")
         if mode == "float32":
             return request.getfixturevalue("tflite_float32_folder")
-        from ravit_keras.deploy.convert import ConversionOptions, convert
+        from ravit_keras.deploy.export.convert import ConversionOptions, convert
 
         folder = tmp_path_factory.mktemp(f"ravit_{mode}") / "model"
         t = tflite_trained_ravit
@@ -99,7 +99,7 @@ def threshold_settings(scheduler, images) -> list[list[float]]:
 
 def python_dump(folder, images, settings):
     """What the Python scheduler computes, in ParityDump's layout (see there)."""
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
     s = RAViTScheduler(folder)
     k = len(s.submodels)
@@ -124,9 +124,9 @@ def python_dump(folder, images, settings):
 
 def java_dump(classpath, folder, images, settings, tmp_path, kernels="xnnpack") -> bytes:
     """Runs ParityDump on ``images`` (written in the manifest's image dtype)."""
-    from ravit_keras.deploy.manifest import load_manifest
+    from ravit_keras.deploy.runtime.manifest import load_manifest
 
-    dtype = load_manifest(folder)["exits"][0]["inputs"]["image"]["dtype"]
+    dtype = load_manifest(folder).exits[0].inputs["image"].dtype
     image_file, out_file = tmp_path / f"images_{kernels}.bin", tmp_path / f"java_{kernels}.bin"
     image_file.write_bytes(images.astype(np.dtype(dtype).newbyteorder("<")).tobytes())
     cmd = ["java", "-cp", classpath, "dev.ravit.jvm.ParityDump", str(folder), str(image_file), str(out_file),
@@ -187,7 +187,7 @@ def compare(py, java: bytes, num_exits: int) -> list[str]:
 
 @pytest.mark.parametrize("mode", PARITY_MODES)
 def test_java_scheduler_equals_python_scheduler(mode, converted, parity_images, java_classpath, tmp_path):
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
     folder = converted(mode)
     scheduler = RAViTScheduler(folder)
@@ -216,7 +216,7 @@ def test_comparison_catches_one_flipped_byte(converted, parity_images, java_clas
 def test_builtin_kernels_break_parity(converted, parity_images, java_classpath, tmp_path):
     """LiteRT's built-in int8 kernels (the app's old Delegate.CPU, setUseXNNPACK(false)) do not
     compute what Python's XNNPACK interpreter computed when the thresholds were calibrated."""
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
     folder = converted("int8")
     images = parity_images[:200]

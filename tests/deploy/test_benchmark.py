@@ -1,4 +1,4 @@
-"""Benchmark helpers (``ravit_keras.deploy.benchmark``, ``ravit_keras.deploy.profiling``): behaviour and structure, never timing values.
+"""Benchmark helpers (``ravit_keras.deploy.measurement.benchmark``, ``ravit_keras.deploy.measurement.profiling``): behaviour and structure, never timing values.
 
 Uses the session-scoped converted submodels of conftest.py.
 """
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ravit_keras.deploy.benchmark import naive_keras_vit
-from ravit_keras.deploy.flatbuffer import builtin_op_names
-from ravit_keras.deploy.profiling import (
+from ravit_keras.deploy.export.flatbuffer import builtin_op_names
+from ravit_keras.deploy.measurement.benchmark import naive_keras_vit
+from ravit_keras.deploy.measurement.profiling import (
     benchmark_tool_path,
     cpu_description,
     interleaved_latency,
@@ -76,7 +76,7 @@ def test_run_benchmark_tool_failure(tmp_path):
 
 
 def test_run_benchmark_tool_missing(monkeypatch, tmp_path):
-    import ravit_keras.deploy.profiling as profiling
+    import ravit_keras.deploy.measurement.profiling as profiling
 
     monkeypatch.setattr(profiling, "benchmark_tool_path", lambda: None)
     with pytest.raises(FileNotFoundError, match="litert-benchmark not found"):
@@ -106,7 +106,7 @@ def test_descriptions():
 def test_relative_thresholds_follow_the_class_count():
     import math
 
-    from ravit_keras.deploy.benchmark import RELATIVE_THRESHOLDS, relative_thresholds
+    from ravit_keras.deploy.measurement.benchmark import RELATIVE_THRESHOLDS, relative_thresholds
 
     for c in (5, 10, 200):
         taus = relative_thresholds(c)
@@ -116,7 +116,7 @@ def test_relative_thresholds_follow_the_class_count():
 
 @pytest.mark.slow
 def test_bench_a_ravit_alone(tflite_trained_ravit, tmp_path):
-    from ravit_keras.deploy.benchmark import run_benchmark
+    from ravit_keras.deploy.measurement.benchmark import run_benchmark
 
     t = tflite_trained_ravit
     result = run_benchmark(t.model, None, t.test_images[:60], t.test_labels[:60], t.calib_images[:100],
@@ -135,13 +135,13 @@ def test_bench_a_ravit_alone(tflite_trained_ravit, tmp_path):
 
 
 def test_matrix_macs_counts_what_the_graph_runs(tmp_path, tflite_float32_folder, tflite_trained_ravit):
-    from ravit_keras.deploy.benchmark import fully_connected_ceiling_models
-    from ravit_keras.deploy.profiling import matrix_macs
+    from ravit_keras.deploy.measurement.benchmark import fully_connected_ceiling_models
+    from ravit_keras.deploy.measurement.profiling import matrix_macs
     from ravit_keras.model import flops
 
     paths = fully_connected_ceiling_models(tmp_path, shapes=((2, 4, 8),))
     assert matrix_macs(paths["int8"][0]) == matrix_macs(paths["float32"][0]) == 2 * 4 * 8
-    from ravit_keras.deploy.profiling import undelegated_ops
+    from ravit_keras.deploy.measurement.profiling import undelegated_ops
 
     for mode in ("int8", "float32"):  # One op, all of it in XNNPACK: a clean ceiling.
         ops = undelegated_ops(paths[mode][0])

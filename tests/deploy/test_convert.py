@@ -1,4 +1,4 @@
-"""Keras RAViT -> TFLite submodels (``ravit_keras.deploy.convert``): round trip, fidelity, atomic writes, ``ravit convert``.
+"""Keras RAViT -> TFLite submodels (``ravit_keras.deploy.export.convert``): round trip, fidelity, atomic writes, ``ravit convert``.
 
 The tiny "1-2" model is trained and converted ONCE per session (fixtures in
 conftest.py: ``tflite_trained_ravit``, ``tflite_int8_folder``,
@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 
 from ravit_keras import exits
-from ravit_keras.deploy.convert import ConversionOptions, convert
-from ravit_keras.deploy.flatbuffer import (
+from ravit_keras.deploy.export.convert import ConversionOptions, convert
+from ravit_keras.deploy.export.flatbuffer import (
     builtin_op_names,
     describe_tensors,
     fix_pixel_input_quantization,
     symmetrize_matmul_operands,
 )
-from ravit_keras.deploy.manifest import LABELS_FILE, MANIFEST_FILE, load_manifest
-from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.deploy.runtime.manifest import LABELS_FILE, MANIFEST_FILE, load_manifest
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 from ravit_keras.model import flops
 from tests.deploy.helpers import submodel_files
 
@@ -59,7 +59,7 @@ def _run_submodel(tflite: bytes, inputs: dict):
 
 def test_manifest_matches_submodels(tflite_trained_ravit, tflite_int8_folder):
     config = tflite_trained_ravit.config
-    manifest = load_manifest(tflite_int8_folder)
+    manifest = load_manifest(tflite_int8_folder).to_dict()
     assert manifest["quantization"] == "int8"
     assert manifest["num_classes"] == config.num_classes == 10
     assert manifest["image"]["dtype"] == "uint8"
@@ -93,7 +93,7 @@ def test_manifest_matches_submodels(tflite_trained_ravit, tflite_int8_folder):
 
 
 def test_float32_manifest_has_float_interface(tflite_float32_folder):
-    manifest = load_manifest(tflite_float32_folder)
+    manifest = load_manifest(tflite_float32_folder).to_dict()
     assert manifest["quantization"] == "float32"
     assert manifest["image"]["dtype"] == "float32"
     for e in manifest["exits"]:
@@ -144,7 +144,7 @@ def test_labels_and_checksums(tflite_trained_ravit, tflite_int8_folder):
 
 def test_operating_points_and_default_thresholds(tflite_trained_ravit, tflite_int8_folder):
     """Calibrated on the int8 submodels' logits of the calibration images."""
-    manifest = load_manifest(tflite_int8_folder)
+    manifest = load_manifest(tflite_int8_folder).to_dict()
     full = manifest["full_model_macs"]
     costs = [e["cumulative_macs"] for e in manifest["exits"]]
     assert manifest["operating_points"], "no MAC-budget operating point was calibrated"
@@ -200,7 +200,7 @@ def test_int8_submodels_close_to_keras(tflite_trained_ravit, tflite_int8_folder)
     sched = RAViTScheduler(tflite_int8_folder)
     tfl = [np.stack(z) for z in zip(*(sched.all_exit_logits(img)[0] for img in t.test_images[:N_FIDELITY]))]
     for k, (q, f) in enumerate(zip(tfl, keras_logits)):
-        step = sched.manifest["exits"][k]["outputs"]["logits"]["scale"]
+        step = sched.manifest.to_dict()["exits"][k]["outputs"]["logits"]["scale"]
         top2 = np.sort(f, axis=-1)[:, -2:]
         confident = (top2[:, 1] - top2[:, 0]) >= 5 * step
         agree = q.argmax(-1) == f.argmax(-1)
@@ -232,11 +232,8 @@ def test_float32_routing_equals_keras_route(tflite_trained_ravit, tflite_float32
 @pytest.mark.slow
 def test_symmetrize_and_pixel_fix_on_a_raw_conversion(tflite_trained_ravit, tmp_path):
     """The graph fixes on a fresh int8 conversion of branch 1: same function, zero-point-0 K/V."""
-    from ravit_keras.deploy.convert import (
-        branch_float_inputs,
-        convert_saved_model,
-        export_saved_model,
-    )
+    from ravit_keras.deploy.export.convert import convert_saved_model
+    from ravit_keras.deploy.export.graph import branch_float_inputs, export_saved_model
 
     t = tflite_trained_ravit
     representative = branch_float_inputs(t.model, t.calib_images[:50])[0]
@@ -284,7 +281,7 @@ def _fail_on_second_call(real, calls):
 
 
 def test_failed_conversion_leaves_nothing(tflite_trained_ravit, tmp_path, monkeypatch):
-    import ravit_keras.deploy.convert as export
+    import ravit_keras.deploy.export.convert as export
 
     t = tflite_trained_ravit
     calls = []
@@ -300,7 +297,7 @@ def test_failed_conversion_leaves_nothing(tflite_trained_ravit, tmp_path, monkey
 
 
 def test_failed_overwrite_keeps_the_old_folder(tflite_trained_ravit, tflite_int8_folder, tmp_path, monkeypatch):
-    import ravit_keras.deploy.convert as export
+    import ravit_keras.deploy.export.convert as export
 
     t = tflite_trained_ravit
     out = tmp_path / "model"
@@ -364,7 +361,7 @@ def test_cli_convert_saved_model(tflite_trained_ravit, tmp_path, capsys):
     rc = main(["convert", "--model", str(model_path), "--data", "generated", "--mode", "float32",
                "--calibration-images", "100", "--quantization-images", "20", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
-    manifest = load_manifest(out)
+    manifest = load_manifest(out).to_dict()
     assert manifest["quantization"] == "float32"
     assert manifest["labels"] == tflite_trained_ravit.class_names
     assert "default thresholds" in capsys.readouterr().out
@@ -416,7 +413,7 @@ def test_int8_is_one_xnnpack_partition_per_submodel(tflite_int8_folder):
     islands), the branch-1 downscale, and the uint8 inputs' requantisation (as
     DEQUANTIZE + QUANTIZE, which XNNPACK runs; it has no uint8 -> int8 kernel).
     """
-    from ravit_keras.deploy.profiling import undelegated_ops
+    from ravit_keras.deploy.measurement.profiling import undelegated_ops
 
     for path in submodel_files(tflite_int8_folder):
         report = undelegated_ops(path)
@@ -446,7 +443,7 @@ def test_export_graph_is_the_same_function(tflite_trained_ravit, mode):
     average-pool downscale as a depthwise convolution) computes what Keras computes."""
     import keras
 
-    from ravit_keras.deploy.convert import export_graph
+    from ravit_keras.deploy.export.graph import export_graph
 
     t = tflite_trained_ravit
     images = t.test_images[:8].astype(np.float32)
@@ -471,9 +468,10 @@ def test_input_requantization_moves_into_xnnpack_with_the_same_results(tflite_tr
     rewrite (DEQUANTIZE + QUANTIZE) puts it inside and gives bit-identical outputs."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from ravit_keras.deploy.convert import branch_float_inputs, convert_branch
-    from ravit_keras.deploy.flatbuffer import delegate_input_requantization
-    from ravit_keras.deploy.profiling import undelegated_ops
+    from ravit_keras.deploy.export.convert import convert_branch
+    from ravit_keras.deploy.export.flatbuffer import delegate_input_requantization
+    from ravit_keras.deploy.export.graph import branch_float_inputs
+    from ravit_keras.deploy.measurement.profiling import undelegated_ops
 
     t = tflite_trained_ravit
     k = len(t.model.branch_models()) - 1  # The last branch: pixels and a CLS token in.

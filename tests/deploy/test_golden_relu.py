@@ -1,7 +1,7 @@
 """The second golden fixture: the golden model with ReLU MLPs (issue 26).
 
 ``android_demo/core/src/test/resources/golden_relu`` is what the Java
-``GoldenReluParityTest`` replays (written by ``python -m ravit_keras.deploy.golden
+``GoldenReluParityTest`` replays (written by ``python -m ravit_keras.deploy.export.golden
 --mlp-activation relu --out ...``). As for the GELU fixture (``test_golden.py``): the
 committed submodels reproduce every recorded tensor and decision under LiteRT (fast),
 and regenerating gives the same fixture (slow). Here also: the fixture really is a ReLU
@@ -16,7 +16,8 @@ import json
 import numpy as np
 import pytest
 
-from ravit_keras.deploy import golden
+from ravit_keras.deploy.export import golden
+from tests.deploy.test_android_parity import java_classpath  # noqa: F401 (a fixture used below)
 from tests.deploy.test_golden import (
     REGENERATED_FLOAT_REL_TOL,
     REPO,
@@ -25,7 +26,6 @@ from tests.deploy.test_golden import (
     _load,
     _without_checksums,
 )
-from tests.deploy.test_android_parity import java_classpath  # noqa: F401 (a fixture used below)
 from tests.deploy.test_mlp_activation import _hidden_layers
 
 FIXTURE = REPO / golden.RELU_OUT
@@ -70,7 +70,7 @@ def test_relu_fixture_is_a_small_int8_relu_model(committed):
 
 def test_relu_fixture_reproduces_with_litert(committed):
     from ravit_keras import exits
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
     doc, _ = committed
     scheduler = RAViTScheduler(FIXTURE, num_threads=1)
@@ -108,10 +108,9 @@ def test_java_scheduler_runs_the_relu_submodels_like_python(committed, java_clas
     """The Java core over LiteRT's C API (XNNPACK) on the fixture's ReLU submodels: every
     output and requantised CLS byte for byte, every exit/label/MAC count exactly, as
     ``test_android_parity`` checks for the GELU model. Skipped without a JDK/JNA/libLiteRt."""
-    from tests.deploy import test_android_parity as parity
-
     from ravit_keras.data import load_split
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
+    from tests.deploy import test_android_parity as parity
 
     images, _ = load_split("generated", "test", num_examples=256, num_classes=golden.NUM_CLASSES).as_numpy()
     images = np.concatenate([np.stack(_images(committed[0])), images])

@@ -1,9 +1,10 @@
-"""Manifest validation (``ravit_keras.deploy.manifest``): every malformed manifest is refused clearly.
+"""Manifest validation (``ravit_keras.deploy.runtime.manifest``): every malformed manifest is refused clearly.
 
 Uses the session fixtures of conftest.py (one trained tiny RAViT converted once to
 int8 and once to float32); tests that corrupt a folder work on a copy.
 """
 
+import copy
 import hashlib
 import json
 import shutil
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ravit_keras.deploy.manifest import ManifestError, load_manifest
-from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.deploy.runtime.manifest import ManifestError, load_manifest
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
 # Manifest errors ---------------------------------------------------------------------
 
@@ -112,3 +113,58 @@ def test_invalid_json_and_missing_manifest(int8_copy, tmp_path):
         RAViTScheduler(tmp_path / "nowhere")
 
 
+# The bad manifests shared with the Android core's ManifestTest -------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+BAD_MANIFESTS = json.loads((REPO / "tests/fixtures/bad_manifests.json").read_text())["cases"]
+GOLDEN = REPO / "android_demo/core/src/test/resources/golden"
+
+
+def mutate(manifest: dict, case: dict) -> dict:
+    """``manifest`` with ``case``'s mutation applied (the format of bad_manifests.json)."""
+    m = copy.deepcopy(manifest)
+
+    def walk(path):
+        *parents, last = path.split(".")
+        node = m
+        for p in parents:
+            node = node[int(p)] if isinstance(node, list) else node[p]
+        return node, int(last) if isinstance(node, list) else last
+
+    def value(v):
+        return float(v["number"]) if isinstance(v, dict) and set(v) == {"number"} else v
+
+    for path, v in case.get("set", {}).items():
+        node, key = walk(path)
+        node[key] = value(v)
+    for path in case.get("delete", []):
+        node, key = walk(path)
+        del node[key]
+    for path in case.get("append_copy", []):
+        node, key = walk(path)
+        node.append(copy.deepcopy(node[key]))
+    return m
+
+
+def test_bad_manifest_cases_are_well_formed():
+    manifest = json.loads((GOLDEN / "manifest.json").read_text())
+    assert len(BAD_MANIFESTS) >= 20 and len({c["name"] for c in BAD_MANIFESTS}) == len(BAD_MANIFESTS)
+    for case in BAD_MANIFESTS:
+        assert mutate(manifest, case) != manifest, case["name"]
+
+
+@pytest.mark.parametrize("case", BAD_MANIFESTS, ids=[c["name"] for c in BAD_MANIFESTS])
+def test_bad_manifest_is_refused_naming_the_key(case, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(GOLDEN, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps(mutate(manifest, case)))
+    with pytest.raises(ManifestError) as e:
+        load_manifest(folder)
+    assert case["key"] in str(e.value), f"{case['name']}: {e.value}"
+
+
+def test_good_manifest_round_trips_byte_for_byte():
+    # to_dict() writes what the converter wrote: every key, in order, every number as written.
+    for folder in (GOLDEN, REPO / "android_demo/app/default_model"):
+        assert load_manifest(folder).dumps() == (folder / "manifest.json").read_text()

@@ -1,4 +1,4 @@
-"""TFLite metadata of the submodels (``ravit_keras.deploy.metadata``).
+"""TFLite metadata of the submodels (``ravit_keras.deploy.export.metadata``).
 
 The tiny "1-2" model is trained and converted ONCE per session (fixtures in
 conftest.py: ``tflite_trained_ravit``, ``tflite_int8_folder``,
@@ -8,7 +8,7 @@ conftest.py: ``tflite_trained_ravit``, ``tflite_int8_folder``,
 import json
 from pathlib import Path
 
-from ravit_keras.deploy.manifest import LABELS_FILE
+from ravit_keras.deploy.runtime.manifest import LABELS_FILE
 from tests.deploy.helpers import submodel_files
 
 # Metadata ------------------------------------------------------------------------

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from ravit_keras import exits
-from ravit_keras.deploy.convert import ConversionOptions, convert
-from ravit_keras.deploy.flatbuffer import builtin_op_names
-from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.deploy.export.convert import ConversionOptions, convert
+from ravit_keras.deploy.export.flatbuffer import builtin_op_names
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 from ravit_keras.model import flops
 from tests.deploy.helpers import submodel_files
 
@@ -141,7 +141,7 @@ def _submodel_logits(folder, images):
 def test_int8_fuses_the_activation_into_the_fully_connected_layer(converted, activation, fused, mlp_layers):
     from tensorflow.lite.python import schema_py_generated as schema
 
-    from ravit_keras.deploy.profiling import undelegated_ops
+    from ravit_keras.deploy.measurement.profiling import undelegated_ops
 
     model, folder = converted(activation, "int8", mlp_layers)
     config = model.ravit_config
@@ -212,7 +212,7 @@ def test_int8_relu_submodels_close_to_keras(converted, trained_relu):
     want = _keras_logits(model, images)
     sched, got = _submodel_logits(folder, images)
     for k, (q, f) in enumerate(zip(got, want)):
-        step = sched.manifest["exits"][k]["outputs"]["logits"]["scale"]
+        step = sched.manifest.to_dict()["exits"][k]["outputs"]["logits"]["scale"]
         top2 = np.sort(f, axis=-1)[:, -2:]
         confident = (top2[:, 1] - top2[:, 0]) >= 5 * step
         agree = q.argmax(-1) == f.argmax(-1)
@@ -228,9 +228,9 @@ def test_other_modes_convert_a_relu_model_and_match_keras(converted, trained_rel
     """The tolerances of ``test_convert.test_every_mode_converts_and_matches_keras``."""
     model, folder = converted("relu", mode)
     sched = RAViTScheduler(folder)
-    assert sched.manifest["quantization"] == mode
-    assert sched.manifest["model"]["mlp_activation"] == "relu"
-    assert sched.manifest["exits"][-1]["cumulative_macs"] == flops.model_macs(model.ravit_config)
+    assert sched.manifest.to_dict()["quantization"] == mode
+    assert sched.manifest.to_dict()["model"]["mlp_activation"] == "relu"
+    assert sched.manifest.to_dict()["exits"][-1]["cumulative_macs"] == flops.model_macs(model.ravit_config)
     images = trained_relu[3]
     want = _keras_logits(model, images)
     _, got = _submodel_logits(folder, images)
@@ -273,8 +273,8 @@ def test_int8_relu_scheduler_evaluates_and_its_thresholds_hold(converted, traine
     sched = RAViTScheduler(folder)
     report = sched.evaluate(calib_x, calib_y)
     assert sum(report["exit_counts"]) == len(calib_x)
-    costs = [e["cumulative_macs"] for e in sched.manifest["exits"]]
+    costs = [e["cumulative_macs"] for e in sched.manifest.to_dict()["exits"]]
     logits = [np.stack(z) for z in zip(*(sched.all_exit_logits(im)[0] for im in calib_x))]
     never = exits.evaluate_exits(logits, calib_y, 0.0, costs)
-    chosen = exits.evaluate_exits(logits, calib_y, sched.manifest["default_thresholds"], costs)
+    chosen = exits.evaluate_exits(logits, calib_y, sched.manifest.to_dict()["default_thresholds"], costs)
     assert chosen["accuracy"] >= never["accuracy"] - ConversionOptions().default_max_accuracy_drop - 1e-12

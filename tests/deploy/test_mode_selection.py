@@ -1,4 +1,4 @@
-"""``--mode auto`` (``ravit_keras.deploy.mode_selection``).
+"""``--mode auto`` (``ravit_keras.deploy.export.mode_selection``).
 
 The tiny "1-2" model is trained and converted ONCE per session (fixtures in
 conftest.py: ``tflite_trained_ravit``, ``tflite_int8_folder``,
@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from ravit_keras.deploy.convert import ConversionOptions
-from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.deploy.export.convert import ConversionOptions
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
 
 def test_cli_convert_rejects_bad_mode(tmp_path, capsys):
@@ -26,7 +26,7 @@ def test_cli_convert_rejects_bad_mode(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_convert_fastest_keeps_one_accurate_mode_and_records_why(tflite_trained_ravit, tmp_path):
-    from ravit_keras.deploy.mode_selection import convert_fastest
+    from ravit_keras.deploy.export.mode_selection import convert_fastest
 
     t = tflite_trained_ravit
     out = tmp_path / "auto"
@@ -60,14 +60,14 @@ def test_convert_fastest_keeps_one_accurate_mode_and_records_why(tflite_trained_
 def test_every_mode_is_a_candidate_by_default():
     import inspect
 
-    from ravit_keras.deploy.convert import MODES
-    from ravit_keras.deploy.mode_selection import convert_fastest
+    from ravit_keras.deploy.export.mode_selection import convert_fastest
+    from ravit_keras.deploy.runtime.modes import MODES
 
     assert inspect.signature(convert_fastest).parameters["candidates"].default == MODES
 
 
 def test_convert_fastest_needs_labels(tflite_trained_ravit, tmp_path):
-    from ravit_keras.deploy.mode_selection import convert_fastest
+    from ravit_keras.deploy.export.mode_selection import convert_fastest
 
     t = tflite_trained_ravit
     with pytest.raises(ValueError, match="labelled"):

@@ -1,4 +1,4 @@
-"""Per-operator profiles through LiteRT's C API (ravit_keras.deploy.op_profile, `ravit profile`)."""
+"""Per-operator profiles through LiteRT's C API (ravit_keras.deploy.measurement.op_profile, `ravit profile`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 
 from ravit_keras.cli import main
-from ravit_keras.deploy.op_profile import format_profile, profile_ops
-from ravit_keras.deploy.profiling import undelegated_ops
+from ravit_keras.deploy.measurement.op_profile import format_profile, profile_ops
+from ravit_keras.deploy.measurement.profiling import undelegated_ops
 from tests.deploy.helpers import submodel_files
 
 

@@ -1,4 +1,4 @@
-"""CLS requantisation, quantize and dequantize (``ravit_keras.deploy.quantization``) against float maths.
+"""CLS requantisation, quantize and dequantize (``ravit_keras.deploy.runtime.quantization``) against float maths.
 
 Uses the session fixtures of conftest.py (one trained tiny RAViT converted once to
 int8 and once to float32); tests that corrupt a folder work on a copy.
@@ -8,7 +8,7 @@ int8 and once to float32); tests that corrupt a folder work on a copy.
 import numpy as np
 import pytest
 
-from ravit_keras.deploy.quantization import dequantize, quantize, requantize
+from ravit_keras.deploy.runtime.quantization import dequantize, quantize, requantize
 
 RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 

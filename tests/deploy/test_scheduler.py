@@ -1,4 +1,4 @@
-"""The device-emulating early-exit scheduler (``ravit_keras.deploy.scheduler``) and ``ravit run``.
+"""The device-emulating early-exit scheduler (``ravit_keras.deploy.runtime.scheduler``) and ``ravit run``.
 
 Uses the session fixtures of conftest.py (one trained tiny RAViT converted once to
 int8 and once to float32); tests that corrupt a folder work on a copy.
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from ravit_keras import exits
-from ravit_keras.deploy.manifest import load_manifest
-from ravit_keras.deploy.quantization import dequantize, requantize
-from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.deploy.runtime.manifest import load_manifest
+from ravit_keras.deploy.runtime.quantization import dequantize, requantize
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
 LN10 = math.log(10)
 
@@ -119,14 +119,14 @@ def test_classify_follows_the_rule_on_its_own_logits(int8_sched, tflite_trained_
 def _reference_classify(sched, image, tau):
     """The exit rule written plainly: every submodel through ``Submodel.__call__``, the
     CLS token requantised by ``requantize`` itself, the entropy by ``_exp_entropy``."""
-    from ravit_keras.deploy.scheduler import _exp_entropy
+    from ravit_keras.deploy.runtime.submodel import _exp_entropy
 
     image = sched._check_image(image)
     cls, entropies = None, []
     for k, sub in enumerate(sched.submodels):
         inputs = {"image": image}
         if k:
-            inputs["cls_in"] = requantize(cls, sub.cls_source, sub.entry["inputs"]["cls_in"])
+            inputs["cls_in"] = requantize(cls, sub.cls_source, sub.entry.inputs["cls_in"])
         out, _ = sub(inputs)
         e, total, u = _exp_entropy(out["logits"][0], sub.logits_scale)
         entropies.append(u)
@@ -159,15 +159,15 @@ def test_the_fast_path_gives_the_plain_rules_results_bit_for_bit(folder, request
 def test_all_exit_logits_records_the_raw_integer_io(int8_sched, tflite_trained_ravit):
     logits, records = int8_sched.all_exit_logits(tflite_trained_ravit.test_images[1])
     assert len(logits) == len(records) == 2
-    out = int8_sched.manifest["exits"][0]["outputs"]
-    cls_in = int8_sched.manifest["exits"][1]["inputs"]["cls_in"]
+    out = int8_sched.manifest.exits[0].outputs
+    cls_in = int8_sched.manifest.exits[1].inputs["cls_in"]
     assert records[0]["out_logits"].dtype == np.int8 and records[0]["out_cls_out"].dtype == np.int8
-    assert records[1]["in_cls_in"].dtype == np.dtype(cls_in["dtype"])
+    assert records[1]["in_cls_in"].dtype == np.dtype(cls_in.dtype)
     # The hand-over is exactly the requantisation rule.
     np.testing.assert_array_equal(records[1]["in_cls_in"],
                                   requantize(records[0]["out_cls_out"], out["cls_out"], cls_in))
     np.testing.assert_array_equal(
-        logits[0], dequantize(records[0]["out_logits"][0], out["logits"]["scale"], out["logits"]["zero_point"]))
+        logits[0], dequantize(records[0]["out_logits"][0], out["logits"].scale, out["logits"].zero_point))
 
 
 def test_stream_is_lazy(int8_sched, tflite_trained_ravit):
@@ -198,7 +198,7 @@ def test_evaluate_report(int8_sched, tflite_trained_ravit):
 
 
 def test_battery_policy(int8_sched):
-    m = int8_sched.manifest
+    m = int8_sched.manifest.to_dict()
     policy = m["battery_policy"]
     assert int8_sched.battery_thresholds(1.0) == pytest.approx(m["default_thresholds"], abs=0)
     assert int8_sched.battery_thresholds(policy["high"]) == pytest.approx(m["default_thresholds"], abs=0)
@@ -215,7 +215,7 @@ def test_battery_policy(int8_sched):
 
 
 def test_mac_budget_policy(int8_sched):
-    m = int8_sched.manifest
+    m = int8_sched.manifest.to_dict()
     full = m["full_model_macs"]
     points = m["operating_points"]
     assert points
@@ -246,7 +246,7 @@ def test_operating_points_reproduce_on_the_scheduler(int8_sched, tflite_trained_
     logits = _calibration_logits(int8_sched, t)
     u1 = exits.entropy(logits[0])
     costs = [s.cumulative_macs for s in int8_sched.submodels]
-    for p in int8_sched.manifest["operating_points"]:
+    for p in int8_sched.manifest.to_dict()["operating_points"]:
         expected = exits.evaluate_exits(logits, t.calib_labels, p["thresholds"], costs)
         assert expected["exit_fractions"] == pytest.approx(p["exit_fractions"], abs=1e-12)
         assert expected["accuracy"] == pytest.approx(p["accuracy"], abs=1e-12)
@@ -261,7 +261,7 @@ def test_operating_points_reproduce_on_the_scheduler(int8_sched, tflite_trained_
 def test_operating_points_keep_a_margin_from_calibration_entropies(int8_sched, tflite_trained_ravit):
     logits = _calibration_logits(int8_sched, tflite_trained_ravit)
     u1 = exits.entropy(logits[0])
-    m = int8_sched.manifest
+    m = int8_sched.manifest.to_dict()
     for taus in [m["default_thresholds"], *(p["thresholds"] for p in m["operating_points"])]:
         tau = taus[0]
         if tau in (0.0, LN10):
@@ -339,7 +339,7 @@ def test_cli_run_writes_a_report(tflite_int8_folder, tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["images"] == 50 and sum(report["exit_counts"]) == 50
     assert 0.0 <= report["accuracy"] <= 1.0
-    assert report["thresholds"] == load_manifest(tflite_int8_folder)["default_thresholds"]
+    assert report["thresholds"] == list(load_manifest(tflite_int8_folder).default_thresholds)
     assert {"p50", "p90", "p99", "mean"} <= set(report["latency_ms"])
     assert "accuracy" in capsys.readouterr().out
 

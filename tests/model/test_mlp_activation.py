@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from ravit_keras.config import MLP_ACTIVATIONS, RAViTConfig, get_config
-from ravit_keras.model import RAViT, count_params, load_ravit
-from ravit_keras.model import flops
+from ravit_keras.model import RAViT, count_params, flops, load_ravit
 from ravit_keras.model.layers import MLPBlock, TransformerEncoderBlock
 
 D = 16

@@ -6,7 +6,7 @@ import java.util.Locale;
  * Element type of a submodel tensor, named as in the manifest ({@code "int8"}, ...).
  *
  * <p>The integer types carry the quantisation range used by {@link Quantization}
- * (the same table as {@code QUANT_RANGES} in {@code ravit_keras/deploy/quantization.py}).
+ * (the same table as {@code QUANT_RANGES} in {@code ravit_keras/deploy/runtime/quantization.py}).
  */
 public enum DType {
     INT8("int8", 1, -128, 127),

@@ -25,15 +25,17 @@ import java.util.Set;
 import java.util.TreeSet;
 
 /**
- * The converter's {@code manifest.json} (written by {@code ravit_keras.deploy.convert.convert}):
+ * The converter's {@code manifest.json} (written by {@code ravit_keras.deploy.export.convert.convert}):
  * exit order, submodel files and checksums, signature tensors with their quantisation,
  * MACs, labels, default thresholds, operating points and the battery policy.
  *
- * <p>{@link #parse} checks the structure exactly as {@code ravit_keras.deploy.manifest.load_manifest}
+ * <p>{@link #parse} checks the structure exactly as {@code ravit_keras.deploy.runtime.manifest.load_manifest}
  * does (format {@code "ravit-tflite"}, format_version 1, one label per class, every exit
  * with inputs {@code image} (+ {@code cls_in} after the first) and outputs
- * {@code logits}/{@code cls_out}, CLS shapes that chain, valid default thresholds), plus a
- * few checks the runtime relies on (logits of {@code num_classes}, one image shape).
+ * {@code logits}/{@code cls_out}, CLS shapes that chain, valid default thresholds), and the
+ * same key checks: quantisation present and sane, MACs positive and rising, exits unique, files
+ * inside the folder, {@code image} matching the submodels, operating points and battery policy
+ * well-formed. The cases both must refuse are listed once, in tests/fixtures/bad_manifests.json.
  * {@link #validateAssets} then checks the files: each submodel present with the SHA-256
  * the manifest lists. Every problem is a {@link ManifestException} naming the file and
  * what is wrong.
@@ -42,6 +44,9 @@ public final class Manifest {
     public static final String FILE = "manifest.json";
     public static final String FORMAT = "ravit-tflite";
     public static final int FORMAT_VERSION = 1;
+    /** The conversion modes ({@code ravit_keras/deploy/runtime/modes.py}, the manifest's {@code quantization}). */
+    public static final List<String> MODES = Collections.unmodifiableList(
+            Arrays.asList("int8", "int8-full", "dynamic", "int16x8", "float32"));
 
     private final String source;
     private final String quantization;
@@ -153,10 +158,26 @@ public final class Manifest {
             }
             String sha = r.string(e, "sha256", path).toLowerCase(java.util.Locale.ROOT);
             long sizeBytes = e.has("size_bytes") ? r.integer(e, "size_bytes", path) : -1;
-            long macs = e.has("macs") ? r.integer(e, "macs", path) : -1;
-            int branch = e.has("branch") ? (int) r.integer(e, "branch", path) : k + 1;
-            exits.add(new ExitSpec(k, name, branch, r.string(e, "file", path), sha, sizeBytes, macs,
-                    r.integer(e, "cumulative_macs", path), inputs, outputs));
+            long macs = e.has("macs") ? r.positive(e, "macs", path) : -1;
+            int branch = e.has("branch") ? (int) r.positive(e, "branch", path) : k + 1;
+            String file = r.relativeFile(e, "file", path);
+            long cumulative = r.positive(e, "cumulative_macs", path);
+            for (ExitSpec before : exits) {
+                if (before.name().equals(name) || before.file().equals(file)) {
+                    throw new ManifestException(source + ": " + path + ".name: exit " + name + " (" + file
+                            + ") is listed twice.");
+                }
+            }
+            if (k > 0 && cumulative <= exits.get(k - 1).cumulativeMacs()) {
+                throw new ManifestException(source + ": " + path + ".cumulative_macs: " + cumulative
+                        + " is not above the previous exit's " + exits.get(k - 1).cumulativeMacs()
+                        + ": cumulative MACs rise strictly along the exits.");
+            }
+            if (k > 0 && e.has("branch") && branch <= exits.get(k - 1).branch()) {
+                throw new ManifestException(source + ": " + path + ".branch: branch " + branch + " after branch "
+                        + exits.get(k - 1).branch() + ": exits must be in order.");
+            }
+            exits.add(new ExitSpec(k, name, branch, file, sha, sizeBytes, macs, cumulative, inputs, outputs));
         }
         ExitSpec first = exits.get(0);
         for (int k = 0; k < exits.size(); k++) {
@@ -183,6 +204,17 @@ public final class Manifest {
             }
         }
 
+        JsonObject image = r.object(r.get(root, "image", ""), "image");
+        long height = r.positive(image, "height", "image");
+        long width = r.positive(image, "width", "image");
+        long channels = image.has("channels") ? r.positive(image, "channels", "image") : 3;
+        int[] imageShape = first.input("image").shape();
+        if (!Arrays.equals(imageShape, new int[] {1, (int) height, (int) width, (int) channels})) {
+            throw new ManifestException(source + ": image: " + height + "x" + width + "x" + channels
+                    + " but tensor 'image' of " + first.name() + " does not match the manifest: shape "
+                    + Arrays.toString(imageShape) + ".");
+        }
+
         double[] defaults;
         JsonElement d = root.get("default_thresholds");
         try {
@@ -204,6 +236,23 @@ public final class Manifest {
                 String path = "operating_points[" + i + "]";
                 JsonObject p = r.object(array.get(i), path);
                 double[] thresholds = r.doubles(p, "thresholds", path);
+                double accuracy = r.number(p, "accuracy", path);
+                if (!(accuracy >= 0 && accuracy <= 1)) {
+                    throw new ManifestException(source + ": " + path + ".accuracy should be in [0, 1], got " + accuracy + ".");
+                }
+                double avgMacs = r.number(p, "avg_macs", path);
+                if (!(avgMacs > 0 && Double.isFinite(avgMacs))) {
+                    throw new ManifestException(source + ": " + path + ".avg_macs should be positive, got " + avgMacs + ".");
+                }
+                double[] fractions = r.doubles(p, "exit_fractions", path);
+                boolean fractionsOk = fractions.length == exits.size();
+                for (double x : fractions) {
+                    fractionsOk &= x >= 0 && x <= 1;
+                }
+                if (!fractionsOk) {
+                    throw new ManifestException(source + ": " + path + ".exit_fractions should be " + exits.size()
+                            + " fractions in [0, 1], got " + Arrays.toString(fractions) + ".");
+                }
                 try {
                     ExitPolicy.validate(thresholds, exits.size(), numClasses);
                 } catch (IllegalArgumentException ex) {
@@ -211,26 +260,27 @@ public final class Manifest {
                 }
                 points.add(new OperatingPoint(
                         p.has("mac_fraction") ? r.number(p, "mac_fraction", path) : Double.NaN, thresholds,
-                        r.number(p, "accuracy", path), r.number(p, "avg_macs", path),
-                        p.has("exit_fractions") ? r.doubles(p, "exit_fractions", path) : new double[0]));
+                        accuracy, avgMacs, fractions));
             }
         }
 
-        BatteryPolicy battery = null;
-        if (root.has("battery_policy") && !root.get("battery_policy").isJsonNull()) {
-            JsonObject b = r.object(root.get("battery_policy"), "battery_policy");
-            String path = "battery_policy";
-            try {
-                double[] hi = ExitPolicy.validate(r.doubles(b, "thresholds_high", path), exits.size(), numClasses);
-                double[] lo = ExitPolicy.validate(r.doubles(b, "thresholds_low", path), exits.size(), numClasses);
-                battery = new BatteryPolicy(r.number(b, "high", path), r.number(b, "low", path), hi, lo);
-            } catch (IllegalArgumentException ex) {
-                throw new ManifestException(source + ": battery_policy: " + ex.getMessage(), ex);
-            }
+        // Required, as in load_manifest: the battery policy, the full model's MACs, the mode.
+        JsonObject b = r.object(r.get(root, "battery_policy", ""), "battery_policy");
+        String bp = "battery_policy";
+        double[] hi = r.thresholds(b, "thresholds_high", bp, exits.size(), numClasses);
+        double[] lo = r.thresholds(b, "thresholds_low", bp, exits.size(), numClasses);
+        BatteryPolicy battery;
+        try {
+            battery = new BatteryPolicy(r.number(b, "high", bp), r.number(b, "low", bp), hi, lo);
+        } catch (IllegalArgumentException ex) {
+            throw new ManifestException(source + ": battery_policy: " + ex.getMessage(), ex);
         }
-        long full = root.has("full_model_macs") ? r.integer(root, "full_model_macs", "")
-                : exits.get(exits.size() - 1).cumulativeMacs();
-        String quantization = root.has("quantization") ? r.string(root, "quantization", "") : "unknown";
+        long full = r.positive(root, "full_model_macs", "");
+        String quantization = r.string(root, "quantization", "");
+        if (!MODES.contains(quantization)) {
+            throw new ManifestException(source + ": quantization should be one of " + MODES + ", got '"
+                    + quantization + "'.");
+        }
         return new Manifest(source, quantization, numClasses, labels, exits, full, defaults, points, battery);
     }
 
@@ -402,7 +452,8 @@ public final class Manifest {
         JsonElement get(JsonObject o, String key, String path) {
             JsonElement e = o.get(key);
             if (e == null || e.isJsonNull()) {
-                throw new ManifestException(source + ": " + (path.isEmpty() ? "" : path + " ") + "has no '" + key + "'.");
+                throw new ManifestException(source + ": " + (path.isEmpty() ? "" : path + " ") + "has no '" + key + "' ("
+                        + (path.isEmpty() ? key : path + "." + key) + " is missing).");
             }
             return e;
         }
@@ -429,6 +480,35 @@ public final class Manifest {
                 throw bad(path, key, "an integer", o.get(key));
             }
             return o.get(key).getAsBigDecimal().longValueExact();
+        }
+
+        long positive(JsonObject o, String key, String path) {
+            long v = integer(o, key, path);
+            if (v <= 0) {
+                throw bad(path, key, "positive", o.get(key));
+            }
+            return v;
+        }
+
+        /** A plain relative path inside the model folder: no absolute path, no "..". */
+        String relativeFile(JsonObject o, String key, String path) {
+            String f = string(o, key, path);
+            boolean escapes = f.isEmpty() || f.startsWith("/") || f.startsWith("\\") || f.matches("^[A-Za-z]:.*");
+            for (String part : f.split("[/\\\\]")) {
+                escapes |= part.equals("..");
+            }
+            if (escapes) {
+                throw bad(path, key, "a file name inside the model folder", o.get(key));
+            }
+            return f;
+        }
+
+        double[] thresholds(JsonObject o, String key, String path, int numExits, int numClasses) {
+            try {
+                return ExitPolicy.validate(doubles(o, key, path), numExits, numClasses);
+            } catch (IllegalArgumentException ex) {
+                throw new ManifestException(source + ": " + path + "." + key + ": " + ex.getMessage(), ex);
+            }
         }
 
         JsonArray array(JsonObject o, String key, String path) {
@@ -498,8 +578,13 @@ public final class Manifest {
                     throw new ManifestException(source + ": " + p + ": " + ex.getMessage(), ex);
                 }
                 int[] shape = ints(t, "shape", p);
-                double scale = t.has("scale") ? number(t, "scale", p) : 0.0;
-                long zp = t.has("zero_point") ? integer(t, "zero_point", p) : 0;
+                // Quantisation is required: a positive finite scale on integer tensors and an
+                // integer zero point (as load_manifest checks).
+                double scale = number(t, "scale", p);
+                long zp = integer(t, "zero_point", p);
+                if (!dtype.isFloat() && !(scale > 0 && Double.isFinite(scale))) {
+                    throw bad(p, "scale", "> 0 for a " + dtype.manifestName() + " tensor", t.get("scale"));
+                }
                 int position = t.has("position") ? (int) integer(t, "position", p) : -1;
                 String tensorName = t.has("tensor_name") ? string(t, "tensor_name", p) : name;
                 try {

@@ -2,7 +2,7 @@ package dev.ravit.core;
 
 /**
  * Affine (de)quantisation and the CLS requantisation rule, bit for bit the rule of
- * {@code ravit_keras/deploy/quantization.py}:
+ * {@code ravit_keras/deploy/runtime/quantization.py}:
  *
  * <pre>
  * q_in = clamp(zp_in + round_half_away_from_zero(((q_out - zp_out) * s_out) / s_in), qmin_in, qmax_in)

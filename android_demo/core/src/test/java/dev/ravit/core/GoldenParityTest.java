@@ -19,7 +19,7 @@ import org.junit.BeforeClass;
 import org.junit.Test;
 
 /**
- * Replays the Python golden vectors ({@code python -m ravit_keras.deploy.golden}) through the core.
+ * Replays the Python golden vectors ({@code python -m ravit_keras.deploy.export.golden}) through the core.
  *
  * <p>A {@link SubmodelRuntime} stub returns the raw integer outputs LiteRT produced in
  * Python and asserts that the inputs it receives (the image and the requantised CLS) are
@@ -28,7 +28,7 @@ import org.junit.Test;
  */
 public class GoldenParityTest {
     private static final String REGENERATE = "If the Python side changed on purpose, regenerate the fixture: "
-            + "python -m ravit_keras.deploy.golden --out android_demo/core/src/test/resources/golden";
+            + "python -m ravit_keras.deploy.export.golden --out android_demo/core/src/test/resources/golden";
 
     private static Manifest manifest;
     private static JsonObject golden;

@@ -30,12 +30,12 @@ import org.junit.Test;
  * and the requantised CLS it receives are those Python fed the real submodels; exits,
  * labels, label names and MACs must match exactly, entropies within 1e-9.
  *
- * <p>Regenerate with {@code python -m ravit_keras.deploy.golden --mlp-activation relu
+ * <p>Regenerate with {@code python -m ravit_keras.deploy.export.golden --mlp-activation relu
  * --out android_demo/core/src/test/resources/golden_relu}.
  */
 public class GoldenReluParityTest {
     private static final String REGENERATE = "If the Python side changed on purpose, regenerate the fixture: "
-            + "python -m ravit_keras.deploy.golden --mlp-activation relu "
+            + "python -m ravit_keras.deploy.export.golden --mlp-activation relu "
             + "--out android_demo/core/src/test/resources/golden_relu";
 
     private static Path dir;

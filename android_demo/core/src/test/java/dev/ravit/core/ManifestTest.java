@@ -6,6 +6,7 @@ import static org.junit.Assert.assertThrows;
 import static org.junit.Assert.assertTrue;
 
 import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import com.google.gson.JsonPrimitive;
@@ -222,6 +223,88 @@ public class ManifestTest {
             assertEquals(p.get("avg_macs").getAsDouble(), m.operatingPoints().get(i).avgMacs(), 0);
             assertArrayEquals(TestSupport.doubles(p.getAsJsonArray("thresholds")),
                     m.operatingPoints().get(i).thresholds(), 0);
+        }
+    }
+
+    // The bad manifests shared with tests/deploy/test_manifest.py ---------------------------
+
+    /** tests/fixtures/bad_manifests.json, found by walking up from the test resources. */
+    private static JsonArray badManifests() throws IOException {
+        for (Path dir = TestSupport.goldenDir(); dir != null; dir = dir.getParent()) {
+            Path file = dir.resolve("tests/fixtures/bad_manifests.json");
+            if (Files.isRegularFile(file)) {
+                return JsonParser.parseString(Files.readString(file, StandardCharsets.UTF_8)).getAsJsonObject()
+                        .getAsJsonArray("cases");
+            }
+        }
+        throw new AssertionError("tests/fixtures/bad_manifests.json not found above " + TestSupport.goldenDir());
+    }
+
+    /** Applies one case's mutation (the file's format: set / delete / append_copy by dotted path). */
+    private static boolean mutate(JsonObject root, JsonObject c) {
+        boolean nonJsonNumber = false;
+        if (c.has("set")) {
+            for (var e : c.getAsJsonObject("set").entrySet()) {
+                JsonElement v = e.getValue();
+                if (v.isJsonObject() && v.getAsJsonObject().has("number")) {
+                    nonJsonNumber = true;  // NaN/Infinity: no JSON text can hold it.
+                    v = new JsonPrimitive(Double.parseDouble(v.getAsJsonObject().get("number").getAsString()));
+                }
+                put(root, e.getKey(), v);
+            }
+        }
+        if (c.has("delete")) {
+            for (JsonElement path : c.getAsJsonArray("delete")) {
+                String[] parts = path.getAsString().split("\\.");
+                JsonElement parent = walk(root, parts);
+                parent.getAsJsonObject().remove(parts[parts.length - 1]);
+            }
+        }
+        if (c.has("append_copy")) {
+            for (JsonElement path : c.getAsJsonArray("append_copy")) {
+                String[] parts = path.getAsString().split("\\.");
+                JsonArray list = walk(root, parts).getAsJsonArray();
+                list.add(list.get(Integer.parseInt(parts[parts.length - 1])).deepCopy());
+            }
+        }
+        return nonJsonNumber;
+    }
+
+    private static JsonElement walk(JsonObject root, String[] parts) {
+        JsonElement node = root;
+        for (int i = 0; i < parts.length - 1; i++) {
+            node = node.isJsonArray() ? node.getAsJsonArray().get(Integer.parseInt(parts[i]))
+                    : node.getAsJsonObject().get(parts[i]);
+        }
+        return node;
+    }
+
+    private static void put(JsonObject root, String path, JsonElement value) {
+        String[] parts = path.split("\\.");
+        JsonElement parent = walk(root, parts);
+        String last = parts[parts.length - 1];
+        if (parent.isJsonArray()) {
+            parent.getAsJsonArray().set(Integer.parseInt(last), value);
+        } else {
+            parent.getAsJsonObject().add(last, value);
+        }
+    }
+
+    @Test
+    public void refusesEverySharedBadManifestNamingTheKey() throws IOException {
+        JsonArray cases = badManifests();
+        assertTrue(cases.size() >= 20);
+        for (JsonElement element : cases) {
+            JsonObject c = element.getAsJsonObject();
+            JsonObject m = goldenJson();
+            boolean nonJsonNumber = mutate(m, c);
+            String text = new com.google.gson.GsonBuilder().serializeSpecialFloatingPointValues().create().toJson(m);
+            String message = assertThrows(c.get("name").getAsString(), ManifestException.class,
+                    () -> Manifest.parse(text, "test/manifest.json")).getMessage();
+            String key = c.get("key").getAsString();
+            // Gson reads strict JSON: a NaN or Infinity fails the whole document before any key.
+            boolean named = message.contains(key) || (nonJsonNumber && message.contains("is not valid JSON"));
+            assertTrue(c.get("name").getAsString() + ": " + message + " does not name " + key, named);
         }
     }
 }

@@ -26,7 +26,7 @@ final class TestSupport {
         URL url = TestSupport.class.getResource("/golden/manifest.json");
         if (url == null) {
             throw new IllegalStateException("golden/manifest.json is not on the test classpath; regenerate it with "
-                    + "`python -m ravit_keras.deploy.golden --out android_demo/core/src/test/resources/golden`.");
+                    + "`python -m ravit_keras.deploy.export.golden --out android_demo/core/src/test/resources/golden`.");
         }
         try {
             return Paths.get(url.toURI()).getParent();

@@ -33,10 +33,18 @@ import org.junit.rules.TemporaryFolder;
 
 /**
  * {@link LiteRtRuntime} on the real {@code libLiteRt.so} over the core's golden fixture
- * (real int8 submodels): XNNPACK outputs must be byte-identical to what Python's
- * interpreter recorded in {@code golden.json}; bad folders fail naming the file.
+ * (real int8 submodels): XNNPACK outputs must match what Python's interpreter recorded in
+ * {@code golden.json} to 1 LSB (recorded on another CPU); bad folders fail naming the file.
  */
 public class LiteRtRuntimeTest {
+    /**
+     * golden.json was recorded by Python's interpreter on the machine that made the fixture;
+     * XNNPACK's int8 kernels round differently per instruction set (AVX2, AVX-512, Zen 4),
+     * so outputs computed here may be 1 LSB off (tests/deploy/test_golden.py says the same).
+     * Python and Java on ONE machine stay byte-identical: tests/deploy/test_android_parity.py.
+     */
+    private static final int CROSS_CPU_LSB = 1;
+
     private static LiteRtC lib;
     private static Path golden;
     private static JsonObject vectors;
@@ -84,7 +92,7 @@ public class LiteRtRuntimeTest {
     }
 
     @Test
-    public void xnnpackOutputsAreByteIdenticalToPythonsInterpreter() {
+    public void xnnpackOutputsMatchPythonsInterpreterToOneLsb() {
         Manifest m = manifest(golden);
         int[] imageShape = m.imageSpec().shape();
         int compared = 0;
@@ -102,9 +110,14 @@ public class LiteRtRuntimeTest {
                     }
                     Map<String, TensorData> outputs = runtime.run(k, inputs);
                     for (Map.Entry<String, JsonElement> e : record.getAsJsonObject("outputs").entrySet()) {
-                        assertArrayEquals("image " + compared + " exit " + k + " " + e.getKey(),
-                                tensor(e.getValue().getAsJsonObject()).toIntArray(),
-                                outputs.get(e.getKey()).toIntArray());
+                        int[] want = tensor(e.getValue().getAsJsonObject()).toIntArray();
+                        int[] got = outputs.get(e.getKey()).toIntArray();
+                        String where = "image " + compared + " exit " + k + " " + e.getKey();
+                        assertEquals(where + " size", want.length, got.length);
+                        for (int i = 0; i < want.length; i++) {
+                            assertTrue(where + "[" + i + "]: " + got[i] + " vs recorded " + want[i],
+                                    Math.abs(got[i] - want[i]) <= CROSS_CPU_LSB);
+                        }
                     }
                 }
                 compared++;

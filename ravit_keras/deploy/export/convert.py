@@ -25,7 +25,7 @@ Modes:
 ``mode_selection.convert_fastest`` (the CLI's ``--mode auto``) converts to all
 of them and keeps the fastest accurate one on the converting machine.
 
-The manifest is what the runtimes (``ravit_keras.deploy.scheduler``, the Android core)
+The manifest is what the runtimes (``ravit_keras.deploy.runtime.scheduler``, the Android core)
 read: exit order, files and checksums, tensor names, shapes, dtypes and
 quantisation parameters, MACs, thresholds and operating points.
 """
@@ -33,7 +33,6 @@ quantisation parameters, MACs, thresholds and operating points.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 import time
@@ -44,7 +43,8 @@ import numpy as np
 
 from ravit_keras.config import RAViTConfig
 from ravit_keras.console import quiet_native_output
-from ravit_keras.deploy.flatbuffer import (
+from ravit_keras.data.checks import check_class_names
+from ravit_keras.deploy.export.flatbuffer import (
     builtin_op_names,
     delegate_input_requantization,
     describe_tensors,
@@ -52,175 +52,31 @@ from ravit_keras.deploy.flatbuffer import (
     separate_output_dequantize,
     symmetrize_matmul_operands,
 )
-from ravit_keras.deploy.manifest import (
+from ravit_keras.deploy.export.graph import (
+    FLOAT_ISLAND_OPS,
+    branch_float_inputs,
+    export_graph,
+    export_saved_model,
+    float_island_nodes,
+    layer_norm_names,
+)
+from ravit_keras.deploy.export.metadata import add_metadata
+from ravit_keras.deploy.runtime import policy
+from ravit_keras.deploy.runtime.manifest import (
     LABELS_FILE,
     MANIFEST_FILE,
-    MANIFEST_FORMAT,
-    MANIFEST_VERSION,
+    ExitSpec,
+    ImageSpec,
+    Manifest,
     load_manifest,
     sha256,
     submodel_file,
 )
-from ravit_keras.deploy.metadata import add_metadata
-from ravit_keras.deploy.scheduler import RAViTScheduler
-from ravit_keras.exits import calibrate_thresholds
+from ravit_keras.deploy.runtime.modes import INT8_MATMUL_MODES, INTEGER_IO_MODES, MODES  # noqa: F401 (re-exported)
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 from ravit_keras.io_utils import atomic_directory
 from ravit_keras.model import flops
-
-MODES = ("int8", "int8-full", "dynamic", "int16x8", "float32")
-# Modes whose submodels take uint8 pixels and give int8 logits and CLS tokens.
-INTEGER_IO_MODES = ("int8", "int8-full")
-# Modes whose matrix products run in int8 arithmetic (dynamic quantises activations
-# on the fly), so int8 GEMM speed is their ceiling.
-INT8_MATMUL_MODES = ("int8", "int8-full", "dynamic")
-
-
-# Keras -> SavedModel -> TFLite ----------------------------------------------
-
-
-def input_signature(config: RAViTConfig, first: bool) -> dict:
-    """Batch-1 input signature of a branch submodel."""
-    import tensorflow as tf
-
-    sig = {"image": tf.TensorSpec((1, *config.image_size, 3), tf.float32, name="image")}
-    if not first:
-        sig["cls_in"] = tf.TensorSpec((1, config.hidden_dim), tf.float32, name="cls_in")
-    return sig
-
-
-def export_saved_model(branch_model, config: RAViTConfig, first: bool, path: str | os.PathLike) -> None:
-    """Writes ``branch_model`` as a SavedModel with a batch-1 ``serving_default``.
-
-    A fixed batch keeps SHAPE/GATHER/PACK ops (dynamic batch) out of the graph.
-    """
-    branch_model.export(
-        str(path), format="tf_saved_model", input_signature=[input_signature(config, first)],
-        verbose=False,
-    )
-
-
-def branch_float_inputs(model, images: np.ndarray, batch_size: int = 256) -> list[list[dict[str, np.ndarray]]]:
-    """Float inputs each branch sees for ``images`` in the Keras model.
-
-    Returns one list per running branch of ``{"image", "cls_in"?}`` dicts, one per
-    image, with ``cls_in`` the previous branch's float CLS: what the submodels
-    are calibrated on.
-    """
-    images = np.asarray(images, np.float32)
-    per_branch = []
-    cls = None
-    for model_b in model.branch_models():
-        inputs = {"image": images} if cls is None else {"image": images, "cls_in": cls}
-        # Plain calls, not predict(): predict traces a function per branch model and per
-        # batch shape, and TensorFlow warns about the retracing.
-        cls = np.concatenate([
-            np.asarray(model_b({k: v[i:i + batch_size] for k, v in inputs.items()}, training=False)["cls_out"],
-                       np.float32)
-            for i in range(0, len(images), batch_size)
-        ])
-        per_branch.append([{k: v[i:i + 1] for k, v in inputs.items()} for i in range(len(images))])
-    return per_branch
-
-
-# Ops left in float inside the fast int8 graph: XNNPACK has no int8 kernel for them
-# (LiteRT's built-in kernels, 4-47x slower, would split the graph into partitions),
-# but it runs QUANTIZE/DEQUANTIZE, so float islands stay inside one XNNPACK partition.
-FLOAT_ISLAND_OPS = ("SOFTMAX", "GELU")
-# LayerNorm lowers to these; the whole LayerNorm stays float (its int8 mean and
-# variance are the lossy, slow part). Matrix products are never kept float.
-LAYER_NORM_OPS = ("MEAN", "SUB", "MUL", "ADD", "RSQRT", "SQUARED_DIFFERENCE", "SQUARE", "DIV")
-
-
-def export_graph(branch_model, mode: str):
-    """The branch model as ``mode`` exports it: the same function, fewer or other ops.
-
-    - Every mode: the pixel normalisation ``(x - mean) / std`` is folded into the
-      patch-embedding convolution (weights ``W / std`` per input channel, bias
-      ``b - sum(W * mean / std)``; exact, as the convolution is unpadded). Left as its
-      own ops it broadcasts a 3-channel constant over the image, which XNNPACK does
-      slowly (about 5 % of an int8 branch on CIFAR-10 sizes, measured by
-      ``ravit profile``), and in int8 it quantises the normalised image a second time.
-    - ``int8``: XNNPACK has no int8 AVERAGE_POOL_2D, so an in-graph downscale by
-      average pooling becomes the equal depthwise convolution with weights 1/(kh·kw).
-
-    Layers not replaced are shared with ``branch_model``, weights included.
-    """
-    import keras
-
-    from ravit_keras.model.layers import PatchEmbedding
-
-    norms = [l for l in branch_model.layers if isinstance(l, keras.layers.Normalization)]
-    patches = [l for l in branch_model.layers if isinstance(l, PatchEmbedding)]
-    fold = len(norms) == 1 and len(patches) == 1
-    pool = mode == "int8" and any(isinstance(l, keras.layers.AveragePooling2D) for l in branch_model.layers)
-    if not (fold or pool):
-        return branch_model
-
-    def clone(layer):
-        if pool and isinstance(layer, keras.layers.AveragePooling2D):
-            kh, kw = layer.pool_size
-            conv = keras.layers.DepthwiseConv2D((kh, kw), strides=(kh, kw), padding=layer.padding,
-                                                use_bias=False, name=layer.name)
-            conv.build((None, None, None, 3))
-            conv.set_weights([np.full((kh, kw, 3, 1), 1.0 / (kh * kw), np.float32)])
-            return conv
-        if fold and layer is norms[0]:
-            return keras.layers.Identity(name=layer.name)
-        if fold and layer is patches[0]:
-            return _folded_patch_embedding(layer, norms[0])
-        return layer
-
-    return keras.models.clone_model(branch_model, clone_function=clone)
-
-
-def _folded_patch_embedding(patch, norm):
-    """A copy of PatchEmbedding ``patch`` that also applies Normalization ``norm`` first."""
-    import keras
-
-    # Keras's Normalization divides by max(sqrt(variance), epsilon).
-    mean = np.asarray(norm.mean, np.float64).reshape(-1)
-    std = np.maximum(np.sqrt(np.asarray(norm.variance, np.float64).reshape(-1)), keras.config.epsilon())
-    kernel, bias = (np.asarray(w, np.float64) for w in patch.projection.get_weights())
-    folded = kernel / std[None, None, :, None]
-    bias = bias - np.einsum("hwco,c->o", folded, mean)
-    folded_patch = type(patch).from_config(patch.get_config())
-    folded_patch.build(patch.input.shape)  # Its image size fixes the number of patches.
-    folded_patch.projection.set_weights([folded.astype(np.float32), bias.astype(np.float32)])
-    return folded_patch
-
-
-def layer_norm_names(branch_model) -> list[str]:
-    """Names of the LayerNormalization layers inside ``branch_model`` (nested included)."""
-    import keras
-
-    return sorted({l.name for l in branch_model._flatten_layers(include_self=False)
-                   if isinstance(l, keras.layers.LayerNormalization)})
-
-
-def float_island_nodes(calibrated: bytes, norm_names: Sequence[str]) -> list[str]:
-    """Output tensor names of the LayerNorm ops in a calibrated flatbuffer (to keep float).
-
-    An op belongs to a LayerNorm when its output name's first location lies in a
-    LayerNormalization layer (``.../attention_norm_1/Mean``) and it is one of the
-    element-wise ops LayerNorm lowers to; a FULLY_CONNECTED with the LayerNorm's
-    scale folded in also carries its name and stays int8.
-    """
-    import re
-
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    pattern = re.compile(r"/(" + "|".join(re.escape(n) for n in norm_names) + r")(_\d+)?/")
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
-    graph = model.subgraphs[0]
-    nodes = []
-    for op in graph.operators:
-        if flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) not in LAYER_NORM_OPS:
-            continue
-        for t in op.outputs:
-            name = graph.tensors[t].name.decode()
-            if norm_names and pattern.search(name.split(";")[0]):
-                nodes.append(name)
-    return nodes
+from ravit_keras.runs import class_names_or_placeholders
 
 
 def convert_saved_model(saved_model_dir: str, mode: str,
@@ -334,7 +190,7 @@ def convert(
     overwrite: bool = False,
     progress: Callable[[str], None] | None = print,
     calibration_source: str = "calibration images",
-) -> dict[str, Any]:
+) -> Manifest:
     """Converts a trained ``RAViT`` into submodels + manifest in ``out_dir``.
 
     Args:
@@ -348,14 +204,15 @@ def convert(
             manifest (``thresholds_calibrated_on``), e.g. "held-out training images".
 
     Returns:
-        The manifest (also written as ``out_dir/manifest.json``).
+        The ``Manifest`` (also written as ``out_dir/manifest.json``).
     """
     config: RAViTConfig = model.ravit_config
     say = progress or (lambda _msg: None)
     images = _check_images(calibration_images, config)
     if options.mode not in MODES:
         raise ValueError(f"Unknown quantisation mode {options.mode!r}; choose from {MODES}.")
-    class_names = list(class_names or [f"class_{i}" for i in range(config.num_classes)])
+    # labels.txt and the TFLite metadata hold one name per line.
+    class_names = check_class_names(class_names_or_placeholders(class_names, config.num_classes), "class_names")
     if len(class_names) != config.num_classes:
         raise ValueError(f"{len(class_names)} class names for a {config.num_classes}-class model.")
     calib = images[: options.num_calibration]
@@ -395,26 +252,21 @@ def convert(
             })
             say(f"  branch {branch + 1}: {options.mode} submodel, {len(tflite) / 1e3:.0f} kB, "
                 f"{len(ops)} ops, {time.perf_counter() - start:.1f} s")
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "format_version": MANIFEST_VERSION,
-            "quantization": options.mode,
-            "model": config.to_dict(),
-            "num_classes": config.num_classes,
-            "labels_file": LABELS_FILE,
-            "labels": class_names,
-            "image": {
-                "height": config.image_size[0], "width": config.image_size[1], "channels": 3,
-                "layout": "NHWC", "color": "RGB",
-                "dtype": "uint8" if options.mode in INTEGER_IO_MODES else "float32",
-                "value_range": [0, 255],
-            },
-            "entropy": "natural log, not normalised; exit when entropy <= threshold",
-            "full_model_macs": flops.model_macs(config),
-            "exits": exits,
-        }
-        manifest.update(_operating_points(None, None, options, num_exits=len(exits)))
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        no_exit = policy.calibrate_policy(None, None, (), 0, num_exits=len(exits), **_policy_options(options))
+        manifest = Manifest(
+            quantization=options.mode,
+            model=config.to_dict(),
+            num_classes=config.num_classes,
+            labels_file=LABELS_FILE,
+            labels=tuple(class_names),
+            image=ImageSpec(height=config.image_size[0], width=config.image_size[1],
+                            dtype="uint8" if options.mode in INTEGER_IO_MODES else "float32"),
+            entropy="natural log, not normalised; exit when entropy <= threshold",
+            full_model_macs=flops.model_macs(config),
+            exits=tuple(ExitSpec.from_dict(e, k) for k, e in enumerate(exits)),
+            default_thresholds=no_exit[0], operating_points=no_exit[1], battery_policy=no_exit[2],
+        )
+        (tmp / MANIFEST_FILE).write_text(manifest.dumps())
         if calibration_labels is not None and len(exits) > 1:
             # Thresholds are calibrated on the submodels that ship: quantisation
             # moves entropies, and a threshold calibrated on float logits can sit
@@ -422,12 +274,14 @@ def convert(
             sched = RAViTScheduler(tmp)
             logits = [np.stack(z) for z in zip(*(sched.all_exit_logits(img)[0] for img in images))]
             del sched
-            manifest.update(_operating_points(logits, np.asarray(calibration_labels), options,
-                                              exit_macs=[e["cumulative_macs"] for e in exits],
-                                              full_macs=manifest["full_model_macs"]))
-            manifest["thresholds_calibrated_on"] = (
-                f"{len(images)} {calibration_source}, logits of these {options.mode} submodels")
-            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+            default, points, battery = policy.calibrate_policy(
+                logits, np.asarray(calibration_labels), [e.cumulative_macs for e in manifest.exits],
+                manifest.full_model_macs, **_policy_options(options))
+            manifest = dataclasses.replace(
+                manifest, default_thresholds=default, operating_points=points, battery_policy=battery,
+                thresholds_calibrated_on=(f"{len(images)} {calibration_source}, "
+                                          f"logits of these {options.mode} submodels"))
+            (tmp / MANIFEST_FILE).write_text(manifest.dumps())
         load_manifest(tmp)  # Validates what was just written.
     return manifest
 
@@ -448,48 +302,6 @@ def _check_images(images, config: RAViTConfig) -> np.ndarray:
     return images
 
 
-def _operating_points(logits, labels, options: ConversionOptions, exit_macs=None,
-                      full_macs=None, num_exits: int = 1) -> dict[str, Any]:
-    """Default thresholds, MAC-budget operating points and the battery policy.
-
-    Calibrated on per-exit ``logits`` of labelled calibration images. Without
-    them the thresholds are 0: no early exit.
-    """
-    if logits is None:
-        no_exit = [0.0] * (num_exits - 1)
-        return {"default_thresholds": no_exit, "operating_points": [],
-                "battery_policy": _battery(no_exit, no_exit, options)}
-    default = calibrate_thresholds(
-        logits, labels, exit_macs, max_accuracy_drop=options.default_max_accuracy_drop
-    )["thresholds"]
-    points = []
-    for fraction in options.mac_budgets:
-        budget = fraction * full_macs
-        if budget < exit_macs[0]:
-            continue
-        chosen = calibrate_thresholds(logits, labels, exit_macs, mac_budget=budget)
-        r = chosen["calibration"]
-        points.append({
-            "mac_fraction": fraction,
-            "thresholds": [float(t) for t in chosen["thresholds"]],
-            "accuracy": r["accuracy"],
-            "avg_macs": r["avg_macs"],
-            "exit_fractions": r["exit_fractions"],
-        })
-    saver = points[-1]["thresholds"] if points else default
-    return {
-        "default_thresholds": [float(t) for t in default],
-        "operating_points": points,
-        "battery_policy": _battery(default, saver, options),
-    }
-
-
-def _battery(high_thresholds, low_thresholds, options: ConversionOptions) -> dict[str, Any]:
-    return {
-        "curve": "thresholds_high at battery >= high, thresholds_low at battery <= low, "
-                 "linear in between",
-        "high": options.battery_high,
-        "low": options.battery_low,
-        "thresholds_high": [float(t) for t in high_thresholds],
-        "thresholds_low": [float(max(a, b)) for a, b in zip(low_thresholds, high_thresholds)],
-    }
+def _policy_options(options: ConversionOptions) -> dict[str, Any]:
+    return {"mac_budgets": options.mac_budgets, "max_accuracy_drop": options.default_max_accuracy_drop,
+            "battery_high": options.battery_high, "battery_low": options.battery_low}

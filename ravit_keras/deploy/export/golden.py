@@ -3,9 +3,9 @@
 ``export_golden(out_dir)`` builds a small RAViT deterministically (no gradient
 training: seeded encoders, exit heads fitted in closed form so labels vary and
 entropies spread, see ``build_model``), converts it to int8
-submodels with :func:`ravit_keras.deploy.convert.convert` (calibrated on the
+submodels with :func:`ravit_keras.deploy.export.convert.convert` (calibrated on the
 ``generated`` dataset), then runs a few test images through
-:class:`ravit_keras.deploy.scheduler.RAViTScheduler` and records, per image:
+:class:`ravit_keras.deploy.runtime.scheduler.RAViTScheduler` and records, per image:
 
 * the uint8 pixels (base64 of the H×W×3 bytes, row-major RGB),
 * every submodel's raw integer inputs and outputs (``all_exit_logits``): the
@@ -24,13 +24,13 @@ The folder (``manifest.json``, ``labels.txt``, ``branch_*.tflite``,
 ``golden.json``) is the fixture of the Android core's ``GoldenParityTest``;
 regenerate it with a single command whenever the export graph changes::
 
-    python -m ravit_keras.deploy.golden --out android_demo/core/src/test/resources/golden
+    python -m ravit_keras.deploy.export.golden --out android_demo/core/src/test/resources/golden
 
 A second fixture, ``golden_relu`` beside it, is the same model with ReLU MLPs (its
 int8 fully-connected layers apply the activation, no float GELU island); the Android
 core's ``GoldenReluParityTest`` replays it::
 
-    python -m ravit_keras.deploy.golden --mlp-activation relu --out android_demo/core/src/test/resources/golden_relu
+    python -m ravit_keras.deploy.export.golden --mlp-activation relu --out android_demo/core/src/test/resources/golden_relu
 
 ``tests/test_golden.py`` checks that the committed fixture still equals what
 the current code produces.
@@ -55,11 +55,11 @@ GOLDEN_FILE = "golden.json"
 GOLDEN_FORMAT = "ravit-golden"
 GOLDEN_VERSION = 1
 DEFAULT_OUT = "android_demo/core/src/test/resources/golden"
-REGENERATE_COMMAND = f"python -m ravit_keras.deploy.golden --out {DEFAULT_OUT}"
+REGENERATE_COMMAND = f"python -m ravit_keras.deploy.export.golden --out {DEFAULT_OUT}"
 # The second fixture: the same model with ReLU MLPs (issue 26), whose int8 submodels fuse
 # the activation into the fully-connected layer instead of a float GELU island.
 RELU_OUT = "android_demo/core/src/test/resources/golden_relu"
-RELU_REGENERATE_COMMAND = f"python -m ravit_keras.deploy.golden --mlp-activation relu --out {RELU_OUT}"
+RELU_REGENERATE_COMMAND = f"python -m ravit_keras.deploy.export.golden --mlp-activation relu --out {RELU_OUT}"
 
 # Kept small: the fixture is committed (two tiny submodels + 16 images < 300 kB).
 NUM_CLASSES = 10  # Of the "tiny" preset and the generated dataset.
@@ -123,7 +123,7 @@ def _tensor(array: np.ndarray) -> dict[str, Any]:
     return {"dtype": array.dtype.name, "shape": [int(s) for s in array.shape], "values": values}
 
 
-def _threshold_settings(entropies: np.ndarray, manifest: dict, num_classes: int) -> list[dict]:
+def _threshold_settings(entropies: np.ndarray, manifest, num_classes: int) -> list[dict]:
     """Named per-exit thresholds: 0, ln C, between-entropy quantiles, manifest ones."""
     num_exits = entropies.shape[1]
     top = math.log(num_classes)
@@ -138,8 +138,8 @@ def _threshold_settings(entropies: np.ndarray, manifest: dict, num_classes: int)
             k += 1
         if first[k + 1] - first[k] >= 4 * MIN_MARGIN:
             settings.append((f"between_q{int(q * 100)}", float((first[k] + first[k + 1]) / 2)))
-    settings.append(("manifest_default", manifest["default_thresholds"]))
-    settings.append(("battery_low", manifest["battery_policy"]["thresholds_low"]))
+    settings.append(("manifest_default", list(manifest.default_thresholds)))
+    settings.append(("battery_low", list(manifest.battery_policy.thresholds_low)))
     out, seen = [], set()
     for name, value in settings:
         taus = [float(value)] * (num_exits - 1) if np.ndim(value) == 0 else [float(t) for t in value]
@@ -155,7 +155,7 @@ def _threshold_settings(entropies: np.ndarray, manifest: dict, num_classes: int)
 
 def _requantize_cases() -> list[dict]:
     """Every int8 value through int8 -> uint8/int8/int16/float32 specs, ties included."""
-    from ravit_keras.deploy.quantization import requantize
+    from ravit_keras.deploy.runtime.quantization import requantize
 
     def spec(dtype, scale, zero_point):
         return {"dtype": dtype, "scale": scale, "zero_point": zero_point}
@@ -282,7 +282,7 @@ def _decisions(scheduler, images: np.ndarray, thresholds: Sequence[float]) -> li
 def golden_document(folder: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
                     regenerate: str = REGENERATE_COMMAND) -> dict[str, Any]:
     """The golden.json content for the converted submodels in ``folder``."""
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
     scheduler = RAViTScheduler(folder, num_threads=1)
     manifest = scheduler.manifest
@@ -311,23 +311,22 @@ def golden_document(folder: str | os.PathLike, images: np.ndarray, labels: np.nd
 def _battery_cases(scheduler) -> list[dict]:
     """``battery_thresholds`` over levels, for the manifest's policy and two steeper ones
     (an untrained model's policy can be flat, which would test little)."""
-    import copy
+    from ravit_keras.deploy.runtime.policy import BatteryPolicy
 
     num = len(scheduler.submodels) - 1
     policies = [
-        scheduler.manifest["battery_policy"],
-        {"high": 0.5, "low": 0.15, "thresholds_high": [0.1] * num, "thresholds_low": [1.2] * num},
-        {"high": 0.8, "low": 0.2, "thresholds_high": [0.05 * (k + 1) for k in range(num)],
-         "thresholds_low": [2.0 - 0.1 * k for k in range(num)]},
+        scheduler.manifest.battery_policy,
+        BatteryPolicy(high=0.5, low=0.15, thresholds_high=(0.1,) * num, thresholds_low=(1.2,) * num),
+        BatteryPolicy(high=0.8, low=0.2, thresholds_high=tuple(0.05 * (k + 1) for k in range(num)),
+                      thresholds_low=tuple(2.0 - 0.1 * k for k in range(num))),
     ]
     levels = [1.0, 0.9, 0.8, 0.65, 0.5, 0.4, 1 / 3, 0.3, 0.2, 0.15, 0.1, 0.0]
     cases = []
-    for policy in policies:
-        other = copy.copy(scheduler)  # Same submodels, another manifest policy; the original is untouched.
-        other.manifest = {**scheduler.manifest, "battery_policy": policy}
-        cases.append({"policy": {k: policy[k] for k in ("high", "low", "thresholds_high", "thresholds_low")},
+    for policy in policies:  # The very function the scheduler applies (policy.BatteryPolicy.thresholds_at).
+        d = policy.to_dict()
+        cases.append({"policy": {k: d[k] for k in ("high", "low", "thresholds_high", "thresholds_low")},
                       "levels": levels,
-                      "thresholds": [other.battery_thresholds(v) for v in levels]})
+                      "thresholds": [policy.thresholds_at(v) for v in levels]})
     return cases
 
 
@@ -365,7 +364,7 @@ def export_golden(out_dir: str | os.PathLike, *, overwrite: bool = True,
         The golden document (also written as ``out_dir/golden.json``).
     """
     from ravit_keras.data import load_split
-    from ravit_keras.deploy.convert import ConversionOptions, convert
+    from ravit_keras.deploy.export.convert import ConversionOptions, convert
     from ravit_keras.io_utils import atomic_directory
 
     train = load_split("generated", "train", num_examples=NUM_THRESHOLD_CALIBRATION, num_classes=NUM_CLASSES)
@@ -383,7 +382,7 @@ def export_golden(out_dir: str | os.PathLike, *, overwrite: bool = True,
             shutil.move(str(f), tmp / f.name)
         converted.rmdir()
         regenerate = {"gelu": REGENERATE_COMMAND, "relu": RELU_REGENERATE_COMMAND}.get(
-            mlp_activation, f"python -m ravit_keras.deploy.golden --mlp-activation {mlp_activation} --out {out_dir}")
+            mlp_activation, f"python -m ravit_keras.deploy.export.golden --mlp-activation {mlp_activation} --out {out_dir}")
         document = golden_document(tmp, test_x, test_y, regenerate=regenerate)
         (tmp / GOLDEN_FILE).write_text(dumps(document))  # Atomic: the folder appears whole or not at all.
     if progress:
@@ -394,7 +393,7 @@ def export_golden(out_dir: str | os.PathLike, *, overwrite: bool = True,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ravit_keras.deploy.golden", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ravit_keras.deploy.export.golden", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"fixture folder (default {DEFAULT_OUT}); replaced")
     parser.add_argument("--mlp-activation", default="gelu", choices=("gelu", "relu", "relu6"),
                         help=f"the model's MLP activation (default gelu; relu: the fixture in {RELU_OUT})")

@@ -34,8 +34,10 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 def requantize(q: np.ndarray, source: dict, target: dict) -> np.ndarray:
     """Re-expresses the CLS token ``q`` from the producer's tensor to the consumer's.
 
-    ``source``/``target`` are manifest tensor entries (dtype, scale, zero_point).
+    ``source``/``target`` are manifest tensors: ``TensorSpec``s or their JSON dicts
+    (dtype, scale, zero_point).
     """
+    source, target = _params(source), _params(target)
     s_dtype, t_dtype = source["dtype"], target["dtype"]
     if t_dtype.startswith("float") or s_dtype.startswith("float"):
         real = dequantize(q, source["scale"], source["zero_point"])
@@ -49,6 +51,13 @@ def requantize(q: np.ndarray, source: dict, target: dict) -> np.ndarray:
     shifted = _round_half_away(x)
     shifted += target["zero_point"]
     return np.minimum(np.maximum(shifted, lo, out=shifted), hi, out=shifted).astype(t_dtype)
+
+
+def _params(spec) -> dict:
+    """The quantisation of a manifest tensor, given as a dict or a ``TensorSpec``."""
+    if isinstance(spec, dict):
+        return spec
+    return {"dtype": spec.dtype, "scale": spec.scale, "zero_point": spec.zero_point}
 
 
 def _round_half_away(x: np.ndarray) -> np.ndarray:

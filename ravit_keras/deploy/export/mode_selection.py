@@ -6,18 +6,18 @@ Sits above the converter, the scheduler and the profiler, which know nothing of 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from ravit_keras.deploy.convert import MODES, ConversionOptions, convert
-from ravit_keras.deploy.manifest import MANIFEST_FILE
-from ravit_keras.deploy.profiling import cpu_description, interleaved_latency, undelegated_ops
-from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.deploy.export.convert import ConversionOptions, convert
+from ravit_keras.deploy.measurement.profiling import cpu_description, interleaved_latency, undelegated_ops
+from ravit_keras.deploy.runtime.manifest import MANIFEST_FILE, Manifest, load_manifest
+from ravit_keras.deploy.runtime.modes import MODES
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 from ravit_keras.io_utils import atomic_directory
 
 
@@ -34,7 +34,7 @@ def convert_fastest(
     overwrite: bool = False,
     progress: Callable[[str], None] | None = print,
     calibration_source: str = "calibration images",
-) -> dict[str, Any]:
+) -> Manifest:
     """Converts in every candidate mode and keeps the fastest one that stays accurate.
 
     Each candidate is timed here (its submodels interleaved, 1 thread, summed:
@@ -60,11 +60,11 @@ def convert_fastest(
             convert(model, folder, calibration_images, calibration_labels, class_names=class_names,
                     calibration_source=calibration_source,
                     options=dataclasses.replace(options, mode=mode), progress=progress)
-            manifest = json.loads((folder / MANIFEST_FILE).read_text())
+            manifest = load_manifest(folder)
             sched = RAViTScheduler(folder)
             accuracy = sched.evaluate(calibration_images, calibration_labels, thresholds=0.0)["accuracy"]
             del sched
-            files = [folder / e["file"] for e in manifest["exits"]]
+            files = [folder / e.file for e in manifest.exits]
             delegation = [undelegated_ops(f) for f in files]
             measured[mode] = {
                 "files": files, "accuracy": accuracy,
@@ -83,13 +83,12 @@ def convert_fastest(
             say(f"  {mode}: {m['latency_ms']:.3f} ms (all submodels, 1 thread), top-1 "
                 f"{100 * m['accuracy']:.2f}% on the calibration images")
         say(f"Chose {chosen}: fastest here within {100 * max_accuracy_drop:.1f} points of the best accuracy")
-        manifest_path = tmp / chosen / MANIFEST_FILE
-        manifest = json.loads(manifest_path.read_text())
-        manifest["mode_selection"] = {
+        manifest = load_manifest(tmp / chosen)
+        manifest = dataclasses.replace(manifest, extra={**manifest.extra, "mode_selection": {
             "chosen": chosen, "host": cpu_description(), "measured_on_this_host": measured,
             "rule": f"fastest mode within {max_accuracy_drop} top-1 of the best, timed on the converting machine",
-        }
-        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+        }})
+        (tmp / chosen / MANIFEST_FILE).write_text(manifest.dumps())
         for entry in (tmp / chosen).iterdir():
             os.replace(entry, tmp / entry.name)
         for mode in candidates:

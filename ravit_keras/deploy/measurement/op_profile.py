@@ -7,7 +7,7 @@ QC8W) GEMM", "Softmax (NC, F32)", ...). Python has no binding for it, so this ca
 LiteRT's C API (``litert/c/litert_compiled_model.h``, ``litert_profiler.h``) in the
 ``libLiteRt.so`` that ``ai-edge-litert`` ships, through ctypes.
 
-    from ravit_keras.deploy.op_profile import profile_ops, format_profile
+    from ravit_keras.deploy.measurement.op_profile import profile_ops, format_profile
     print(format_profile(profile_ops("runs/tflite/branch_2.tflite")))
 
 Times come from LiteRT's profiler (microsecond timestamps, averaged over the runs);

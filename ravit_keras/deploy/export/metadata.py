@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ravit_keras.config import RAViTConfig
-from ravit_keras.deploy.manifest import MANIFEST_VERSION
+from ravit_keras.deploy.runtime.manifest import MANIFEST_VERSION
 
 
 def add_metadata(tflite: bytes, config: RAViTConfig, branch: int, first: bool,

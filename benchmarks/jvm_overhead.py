@@ -2,8 +2,8 @@
 
 The Java side of the BENCHMARKS.md figure is ``dev.ravit.jvm.Classify`` on the same folder:
 
-    python android_demo/jvm/overhead.py export --out /tmp/ravit_images --count 1000
-    python android_demo/jvm/overhead.py python --model runs/demo/tflite --images /tmp/ravit_images --passes 3
+    python benchmarks/jvm_overhead.py export --out /tmp/ravit_images --count 1000
+    python benchmarks/jvm_overhead.py python --model runs/demo/tflite --images /tmp/ravit_images --passes 3
 
 ``export`` writes the first ``--count`` images of the generated test split (model size,
 so the Java center crop + resize leaves them unchanged). ``python`` classifies every PNG
@@ -34,7 +34,7 @@ def export(out: Path, count: int, num_classes: int) -> None:
 def measure(model: Path, images: Path, passes: int, thresholds) -> None:
     from PIL import Image
 
-    from ravit_keras.deploy.scheduler import RAViTScheduler
+    from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 
     files = sorted(images.glob("*.png"))
     if not files:

@@ -3,7 +3,6 @@ side, with the naive Keras-graph ViT as a baseline."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -11,8 +10,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ravit_keras.console import quiet_native_output
-from ravit_keras.deploy.convert import INT8_MATMUL_MODES, MODES, ConversionOptions, convert
-from ravit_keras.deploy.profiling import (
+from ravit_keras.deploy.export.convert import ConversionOptions, convert
+from ravit_keras.deploy.measurement.profiling import (
     benchmark_tool_path,
     cpu_description,
     format_op_counts,
@@ -22,7 +21,9 @@ from ravit_keras.deploy.profiling import (
     run_benchmark_tool,
     undelegated_ops,
 )
-from ravit_keras.deploy.scheduler import RAViTScheduler
+from ravit_keras.deploy.runtime.manifest import load_manifest
+from ravit_keras.deploy.runtime.modes import INT8_MATMUL_MODES, MODES
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 from ravit_keras.exits import evaluate_exits
 from ravit_keras.io_utils import atomic_write_json, atomic_write_text
 from ravit_keras.model import flops
@@ -222,9 +223,9 @@ def run_benchmark(
                 convert(m, folder, calibration_images, calibration_labels, class_names=class_names,
                         options=ConversionOptions(mode=mode), overwrite=True, progress=None)
             folders[(tag, mode)] = folder
-    files = {f"{tag}_{mode}/{e['file']}": folders[(tag, mode)] / e["file"]
+    files = {f"{tag}_{mode}/{e.file}": folders[(tag, mode)] / e.file
              for (tag, mode) in folders
-             for e in json.loads((folders[(tag, mode)] / "manifest.json").read_text())["exits"]}
+             for e in load_manifest(folders[(tag, mode)], verify_checksums=False).exits}
     if naive and baseline is not None:
         say("building the naive Keras-graph ViT baseline")
         layers = baseline.ravit_config.layers[-1]

@@ -1,0 +1,1 @@
+"""Measurement side: timing, per-operator profiles and benchmarks of converted submodels."""

@@ -1,0 +1,1 @@
+"""Run-time side: manifest, policy, quantisation, scheduler. LiteRT + NumPy only (no TensorFlow, no Keras)."""
