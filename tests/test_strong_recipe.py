@@ -108,7 +108,8 @@ def test_drop_path_changes_nothing_at_inference_and_is_seeded_in_training():
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["int8", "float32"])
 def test_drop_path_converts_to_the_same_bytes(mode, tmp_path):
-    from ravit_keras.deploy.convert import branch_float_inputs, convert_branch
+    from ravit_keras.deploy.export.convert import convert_branch
+    from ravit_keras.deploy.export.graph import branch_float_inputs
 
     config = get_config("tiny", layers="1-2", mlp_layers="0-1")  # Branch 2: an MLP block and an encoder.
     plain, dropped = _pair(config)
