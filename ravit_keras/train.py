@@ -180,7 +180,10 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
 def load_run_config(out_dir: str | os.PathLike) -> tuple[RAViTConfig, TrainingConfig]:
     """Reads the model and recipe a training run recorded (``runs.RECORD_FILE``)."""
     data = runs.load_record(out_dir)
-    return RAViTConfig.from_dict(data["model"]), TrainingConfig(**data["training"])
+    # A record may say more about the run than the recipe (e.g. "backend" of an imported run).
+    fields = {f.name for f in dataclasses.fields(TrainingConfig)}
+    recipe = {k: v for k, v in data["training"].items() if k in fields}
+    return RAViTConfig.from_dict(data["model"]), TrainingConfig(**recipe)
 
 
 def _check_resume_compatible(out_dir: Path, config: RAViTConfig, training: TrainingConfig,

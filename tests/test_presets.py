@@ -37,7 +37,9 @@ def cifar10_test_images(n: int):
 
 
 def test_the_reference_presets_ship():
-    assert {"ravit_1-3_cifar10", "vit4_cifar10", "ravit_1-3_lit_cifar10"} <= set(presets.available_presets())
+    assert {"ravit_1-3_cifar10", "vit3_cifar10", "vit4_cifar10", "ravit_1-3_lit_cifar10"} <= set(
+        presets.available_presets())
+    assert presets.from_preset("vit3_cifar10").ravit_config.layer_spec == "0-3"
     # The LIT preset is a RAViT 1-3 whose first full-resolution layer is an MLP block.
     lit = presets.from_preset("ravit_1-3_lit_cifar10").ravit_config
     assert lit.layers == (1, 3) and lit.mlp_layers == (0, 1)
@@ -59,6 +61,25 @@ def test_preset_folder_is_complete_and_small(name):
     record = json.loads((folder / runs.RECORD_FILE).read_text())
     assert record["class_names"][:2] == ["airplane", "automobile"]
     assert presets.preset_dir("preset:" + name) == folder
+
+
+@pytest.mark.parametrize("name", CIFAR10_PRESETS)
+def test_cifar10_presets_are_the_213_epoch_runs_and_calibrate_on_reserved_test_images(name):
+    """Trained on all 50,000 training images (GPU study, scripts/import_gpu_study.py): the record
+    sets 2,000 test images aside for the thresholds; figures are reported on the other 8,000."""
+    folder = presets.preset_dir(name)
+    record = runs.load_record(folder)
+    assert record["training"]["epochs"] == 213 and record["training"]["backend"] == "jax"
+    assert runs.reserved_test_images(folder) == runs.ReservedTestImages(2000, 0, 10000)
+    plan = runs.calibration_plan(folder)
+    assert plan.split == "test" and plan.test_images is not None
+    from ravit_keras.train import load_run_config
+
+    assert load_run_config(folder)[1].epochs == 213  # The recipe loads despite the extra "backend".
+    card = presets.preset_card(name)
+    assert card["seeds"]["seed_0"]["epochs"] == 213 and card["heldout"]["reported_images"] == 8000
+    assert "pending" in card["reproduce"]["status"] and "KERAS_BACKEND=jax" in card["reproduce"]["command"]
+    assert card["calibration"]["images"] == 2000
 
 
 def test_unknown_preset_names_the_ones_that_exist(capsys):
@@ -97,7 +118,7 @@ def test_cli_converts_a_preset_to_int8_and_runs_it(tmp_path):
     np.savez(data, x_train=x[:300], y_train=y[:300], x_test=x[300:], y_test=y[300:])
     out = tmp_path / "tflite"
     assert main(["convert", "--model", "preset:ravit_1-3_cifar10", "--data", str(data), "--mode", "int8",
-                 "--calibration-split", "test", "--calibration-images", "200",
+                 "--calibration-split", "train", "--calibration-images", "200",
                  "--quantization-images", "100", "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["quantization"] == "int8" and manifest["labels"][0] == "airplane"

@@ -37,6 +37,13 @@ def load_calibration(args, config, model_classes):
                 split=args.calibration_split, notes=say)
 
 
+def load_reported(*args, **kwargs):
+    """The images a model's figures are reported on (``data.calibration.load_reported``)."""
+    from ravit_keras.data.calibration import load_reported as load
+
+    return load(*args, **kwargs)
+
+
 def is_converted(path: str) -> bool:
     """A folder written by ``ravit convert`` (it holds a manifest)."""
     from pathlib import Path

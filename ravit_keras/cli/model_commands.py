@@ -10,7 +10,14 @@ import json
 import sys
 from pathlib import Path
 
-from ravit_keras.cli.common import data_source, load_calibration, load_model, say, thresholds_text
+from ravit_keras.cli.common import (
+    data_source,
+    load_calibration,
+    load_model,
+    load_reported,
+    say,
+    thresholds_text,
+)
 from ravit_keras.cli.options import CONVERSION_MODES, config_from_args, recipe_from_args
 
 
@@ -92,7 +99,11 @@ def cmd_eval(args) -> int:
     if args.mac_budget is not None and args.mac_budget <= 1:
         args.mac_budget *= flops.model_macs(config)  # A fraction of the full model.
     model_classes = runs.class_names(args.model, config.num_classes)
-    loaded = data_source(args).load(args.split, config.image_size, config.num_classes, args.limit)
+    calibrating = args.mac_budget is not None or args.max_accuracy_drop is not None
+    # A model that calibrates on test images it sets aside is reported on the rest of the test split.
+    loaded, _ = load_reported(data_source(args), args.model, args.split, image_size=config.image_size,
+                              num_classes=config.num_classes, limit=args.limit, calibrating=calibrating,
+                              notes=say)
     split = matched(loaded, model_classes, f"{args.data} {args.split}", say)
     if split.num_examples == 0:
         raise ValueError(f"The {args.split} split of {args.data} holds no images.")
@@ -101,7 +112,7 @@ def cmd_eval(args) -> int:
         check_writable_file(Path(args.out) / REPORT_FILES[0], "--out")
     logits, labels = naming_bad_images(split, lambda: predict_exit_logits(model, split, args.batch_size))
     calibration, cal_where = None, None
-    if args.mac_budget is not None or args.max_accuracy_drop is not None:
+    if calibrating:
         cal_split, cal_where = load_calibration(args, config, model_classes)
         calibration = predict_exit_logits(model, cal_split, args.batch_size)
     baselines = evaluate_baselines(baseline_paths, split, args.batch_size)
@@ -158,7 +169,12 @@ def cmd_bench(args) -> int:
     model = load_model(args.model)
     baseline = load_model(args.baseline) if args.baseline else None
     config = model.ravit_config
-    test = data_source(args).load(args.split, config.image_size, config.num_classes, args.limit)
+    # Thresholds other than 0 route on calibrated entropies: a model that calibrates on test
+    # images it sets aside is then measured on the rest of the test split.
+    calibrating = args.thresholds is None or any(t > 0 for t in args.thresholds)
+    test, _ = load_reported(data_source(args), args.model, args.split, image_size=config.image_size,
+                            num_classes=config.num_classes, limit=args.limit, calibrating=calibrating,
+                            notes=say)
     images, labels = test.as_numpy()
     cal, _ = load_calibration(args, config, runs.class_names(args.model, config.num_classes))
     cal_images, cal_labels = cal.as_numpy()

@@ -111,7 +111,7 @@ def cmd_run(args) -> int:
     if writer is not None:
         print(f"Wrote {writer.count} per-image answers to {args.per_image}")
     taus = ", ".join(f"{t:.3g}" for t in sched.thresholds) or "-"
-    setting = f"{m['quantization']} scheduler, τ = {taus}"
+    setting = f"{m.quantization} scheduler, τ = {taus}"
     from ravit_keras.exits.plots import plot_operating_point
 
     for path in plot_operating_point(

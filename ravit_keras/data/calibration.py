@@ -1,14 +1,21 @@
 """The labelled images a trained model's early-exit thresholds are calibrated on.
 
-Which split (the run's held-out training images, else the training or test
-split) is ``ravit_keras.runs.calibration_plan``'s choice; this reads it, so
-``ravit eval``, ``convert``, ``bench`` and a notebook calibrate on the same images.
+Which split (the run's held-out training images, the test images the run
+record sets aside, else the training or test split) is
+``ravit_keras.runs.calibration_plan``'s choice; this reads it, so ``ravit eval``,
+``convert``, ``bench`` and a notebook calibrate on the same images.
+
+``load_reported`` is the other side: the images a figure is reported on, which
+for a model whose record sets test images aside for calibration
+(``runs.ReservedTestImages``) is the test split without those images whenever
+thresholds are calibrated.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from ravit_keras import runs
 from ravit_keras.data.source import DataSource, matched
@@ -40,9 +47,53 @@ def load_calibration(source: DataSource, model_path: str | os.PathLike, *, image
         notes(plan.note)
     if model_classes is None:
         model_classes = runs.class_names(model_path, num_classes)
+    if plan.test_images is not None:
+        return _reserved_test_calibration(source, plan.test_images, image_size, num_classes, num_images,
+                                          model_classes, notes), plan.description
     # The generated set is as many images as drawn: draw what training drew, so the holdout matches.
     drawn = plan.generated_images if source.is_generated else None
     loaded = source.load(plan.split, image_size, num_classes, drawn or num_images,
                          calibration_fraction=plan.carve_fraction, seed=plan.seed)
     loaded = loaded.take(num_images)
     return matched(loaded, model_classes, f"{source.data} {plan.split}", notes), plan.description
+
+
+def _reserved_test_calibration(source: DataSource, reserved: runs.ReservedTestImages, image_size, num_classes,
+                               num_images: int, model_classes, notes):
+    """Exactly the test images the run record sets aside (the first ``num_images`` of them)."""
+    test = source.load("test", image_size, num_classes)
+    calibration = test.subset(reserved.calibration_index(test.num_examples))
+    if num_images < calibration.num_examples:
+        notes(f"note: thresholds are calibrated on {num_images} of the {calibration.num_examples} test images "
+              "set aside for it (--calibration-images)")
+    return matched(calibration.take(num_images), model_classes, f"{source.data} test (calibration part)", notes)
+
+
+def load_reported(source: DataSource, model_path: str | os.PathLike, split: str, *, image_size,
+                  num_classes: int, limit: int | None = None, calibrating: bool = True,
+                  notes: Callable[[str], None] = _say):
+    """The images a model's figures on ``split`` are reported on, and how many were set aside.
+
+    For the test split of a model whose run record sets test images aside for
+    calibration (``runs.ReservedTestImages``), those images are left out when
+    ``calibrating`` (thresholds calibrated on them, or taken from a conversion that
+    was): the figures are measured on the rest only. Without calibration (no early
+    exit, or thresholds given by hand) the whole split is reported, with a note
+    saying which images the model's thresholds would come from. ``limit`` applies
+    after the exclusion. Labels are not yet matched to the model's classes.
+
+    Returns:
+        ``(DataSplit, excluded)``: the split and how many images were left out (0: none).
+    """
+    reserved = runs.reserved_test_images(model_path) if split == "test" else None
+    if reserved is None:
+        return source.load(split, image_size, num_classes, limit), 0
+    test = source.load(split, image_size, num_classes)
+    if not calibrating:
+        notes(f"note: {model_path} calibrates its thresholds on {reserved.description}; "
+              f"without calibrated thresholds all {test.num_examples} test images are reported")
+        return test.take(limit), 0
+    reported = test.subset(reserved.reported_index(test.num_examples)).take(limit)
+    notes(f"note: reporting on {reported.num_examples} test images: the {reserved.images} that calibrate "
+          f"{Path(str(model_path)).name}'s thresholds (seed {reserved.seed}) are left out")
+    return reported, reserved.images

@@ -182,6 +182,20 @@ class DataSplit:
             return self._with(dataset=self.dataset.take(n), num_examples=n)
         return self._subset(np.arange(n))
 
+    def subset(self, index) -> "DataSplit":
+        """The examples at positions ``index`` (in that order): arrays and files only.
+
+        Raises:
+            DatasetError: a tf.data pipeline (tfds), which cannot be indexed.
+        """
+        if self._arrays is None and self._files is None:
+            raise DatasetError("Picking images by position needs a dataset read from arrays or files, "
+                               "not a tf.data pipeline (tfds).")
+        index = np.asarray(index, np.int64)
+        if index.size and (index.min() < 0 or index.max() >= self.num_examples):
+            raise IndexError(f"positions outside a split of {self.num_examples} images")
+        return self._subset(index)
+
     def _subset(self, index: np.ndarray) -> "DataSplit":
         if self._arrays is not None:
             x, y = self._arrays

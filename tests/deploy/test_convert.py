@@ -386,7 +386,7 @@ def test_model_with_mlp_layers_converts_and_schedules(tmp_path, mode):
     model = RAViT(get_config("tiny", layers="1-3", mlp_layers="0-2"))
     images, labels = load_split("generated", "train", num_examples=60).as_numpy()
     manifest = convert(model, tmp_path / mode, images, labels, options=ConversionOptions(mode=mode, num_calibration=30),
-                       progress=None)
+                       progress=None).to_dict()
     assert manifest["model"]["mlp_layers"] == "0-2"
     assert manifest["exits"][1]["macs"] == flops.branch_costs(model.ravit_config)[1].macs
     ops = builtin_op_names((tmp_path / mode / "branch_2.tflite").read_bytes())
@@ -516,7 +516,7 @@ def test_every_mode_converts_and_matches_keras(tflite_trained_ravit, tmp_path, m
     t = tflite_trained_ravit
     folder = tmp_path / mode
     manifest = convert(t.model, folder, t.calib_images, t.calib_labels,
-                       options=ConversionOptions(mode=mode, num_calibration=100), progress=None)
+                       options=ConversionOptions(mode=mode, num_calibration=100), progress=None).to_dict()
     assert manifest["quantization"] == mode
     want_dtype = "uint8" if mode == "int8-full" else "float32"
     assert manifest["image"]["dtype"] == want_dtype
