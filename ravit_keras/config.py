@@ -75,6 +75,14 @@ class RAViTConfig:
         num_heads: int. Attention heads; must divide ``hidden_dim``.
         num_classes: int. Classes of every exit head.
         dropout: float in [0, 1), default 0. Dropout after attention and MLP.
+        drop_path_rate: float in [0, 1), default 0 (the paper's: none). Stochastic
+            depth ("Deep Networks with Stochastic Depth", Huang et al. 2016): each
+            encoder or MLP block's residual branches are dropped per sample while
+            training, with rates rising linearly over the chain of blocks (all
+            branches in order, as the CLS token runs through them) from 0 at the
+            first block to ``drop_path_rate`` at the last, as in DeiT and timm. A
+            model of one block has rate 0. Identity at inference: the converted
+            graph is the same.
         exit_weights: optional tuple of non-negative floats, one per exit
             (branches with layers > 0, in order). ``None`` means equal weights.
         mean, std: per-channel normalisation of pixels in [0, 1]; the model
@@ -111,6 +119,7 @@ class RAViTConfig:
     name: str = "custom"
     mlp_layers: tuple[int, ...] | None = None
     mlp_activation: str = "gelu"
+    drop_path_rate: float = 0.0
 
     def __post_init__(self):
         size = self.image_size
@@ -161,6 +170,8 @@ class RAViTConfig:
                 f"{', '.join(MLP_ACTIVATIONS)}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}.")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError("mean and std must have 3 entries each, std positive.")
         if self.exit_weights is not None:
@@ -289,7 +300,19 @@ class RAViTConfig:
             d["mlp_layers"] = format_layers(self.mlp_layers)
         if self.mlp_activation == "gelu":
             d.pop("mlp_activation")
+        if not self.drop_path_rate:
+            d.pop("drop_path_rate")
         return d
+
+    def drop_path_rates(self) -> dict[tuple[int, int], float]:
+        """Stochastic-depth rate of every block, by (0-based branch, 0-based layer).
+
+        Linear over the chain of blocks, branch after branch: 0 at the first,
+        ``drop_path_rate`` at the last (all 0 when the rate is 0).
+        """
+        blocks = [(b, j) for b in self.exit_branches for j in range(self.layers[b])]
+        last = max(len(blocks) - 1, 1)
+        return {block: self.drop_path_rate * k / last for k, block in enumerate(blocks)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RAViTConfig":

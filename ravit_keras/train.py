@@ -46,6 +46,7 @@ from ravit_keras.training.callbacks import (  # noqa: F401
     training_callbacks,
 )
 from ravit_keras.training.recipe import (  # noqa: F401
+    AUGMENTATION_FIELDS,
     DTYPE_POLICIES,
     TrainingConfig,
     _SmoothedSparseCrossentropy,
@@ -104,6 +105,7 @@ def train(
     Returns:
         The trained model and the history of this call's epochs.
     """
+    _check_label_format(train_data, training)
     out_dir = Path(out_dir)
     check_steps_per_epoch(steps_per_epoch or training.steps_per_epoch, train_data)
     with folder_lock(out_dir):  # A second training into the folder fails at once.
@@ -152,7 +154,8 @@ def _train(config, train_data, out_dir: Path, training, validation_data, *, step
             training.learning_rate, training.weight_decay, total_steps, warmup_steps,
             training.min_learning_rate_ratio,
         )
-        return compile_ravit(model, optimizer, training.label_smoothing, jit_compile=jit)
+        return compile_ravit(model, optimizer, training.label_smoothing, jit_compile=jit,
+                             soft_labels=training.augmentation.mixes)
 
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(training.dtype_policy)
@@ -257,7 +260,7 @@ def _check_resume_compatible(out_dir: Path, config: RAViTConfig, training: Train
             "(or delete that one) to train again."
         )
     fields = ("batch_size", "learning_rate", "weight_decay", "epochs", "warmup_epochs", "seed",
-              "label_smoothing", "steps_per_epoch", "dtype_policy")
+              "label_smoothing", "steps_per_epoch", "dtype_policy", *AUGMENTATION_FIELDS)
     changed = [f for f in fields if getattr(old_training, f) != getattr(training, f)]
     if changed:
         raise ValueError(
@@ -271,6 +274,20 @@ def _check_resume_compatible(out_dir: Path, config: RAViTConfig, training: Train
             f"{out_dir} holds an unfinished run on other data (different {', '.join(diff)}); resume "
             "with the same --data and limits, or use a new output folder."
         )
+
+
+def _check_label_format(dataset, training: TrainingConfig):
+    """CutMix and MixUp train on one-hot labels, the paper's recipe on class indices."""
+    spec = getattr(dataset, "element_spec", None)
+    if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], dict) and spec[1]):
+        return  # Not a (images, {exit: labels}) dataset: Keras will say what is wrong.
+    rank = next(iter(spec[1].values())).shape.rank
+    if training.augmentation.mixes and rank == 1:
+        raise ValueError("The recipe mixes images (CutMix or MixUp) but the training data has class-index "
+                         "labels: build it with make_pipeline(..., augmentation=training.augmentation).")
+    if not training.augmentation.mixes and rank == 2:
+        raise ValueError("The training data has one-hot labels but the recipe does not mix images: "
+                         "give class indices (make_pipeline without one_hot).")
 
 
 def _cardinality(dataset) -> int:

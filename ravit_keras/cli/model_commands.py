@@ -21,7 +21,7 @@ from ravit_keras.cli.common import (
     say,
     thresholds_text,
 )
-from ravit_keras.cli.options import CONVERSION_MODES, config_from_args
+from ravit_keras.cli.options import CONVERSION_MODES, config_from_args, recipe_from_args
 
 
 def cmd_flops(args) -> int:
@@ -51,11 +51,13 @@ def cmd_train(args) -> int:
     check_outputs(data_input(args), [("--out", args.out)])
     strategy = distribution_strategy(args.devices) if args.devices > 1 else None
     config = config_from_args(args)
+    drop_path_rate, recipe = recipe_from_args(args)
+    if drop_path_rate:
+        config = config.replace(drop_path_rate=drop_path_rate)
     training = TrainingConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-        label_smoothing=args.label_smoothing, seed=args.seed,
-        steps_per_epoch=args.steps_per_epoch, dtype_policy=args.dtype_policy, xla=args.xla,
+        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=args.seed,
+        steps_per_epoch=args.steps_per_epoch, dtype_policy=args.dtype_policy, xla=args.xla, **recipe,
     )
     fit_verbose = {"bar": 1, "epoch": 2, "none": 0}.get(args.progress, "auto")
     if fit_verbose == "auto":

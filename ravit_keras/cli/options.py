@@ -91,6 +91,43 @@ def positive_int(text: str) -> int:
     return value
 
 
+def unit_rate(text: str) -> float:
+    """A number in [0, 1): a probability or rate that cannot be 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return value
+
+
+def mix_alpha(text: str) -> float:
+    """A Beta distribution's alpha: a finite number >= 0 (0: off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0.0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
+    return value
+
+
+def rand_augment(text: str) -> tuple[int, float]:
+    """``N,M``: N RandAugment operations per image (0: off) at magnitude M in [0, 1]."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        ops, magnitude = int(parts[0]), float(parts[1])
+        if len(parts) != 2:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"expected N,M (operations, magnitude), e.g. 2,0.2, got {text!r}") from None
+    if ops < 0 or not 0.0 <= magnitude <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"expected N >= 0 operations and a magnitude M in [0, 1], got {text!r}")
+    return ops, magnitude
+
+
 # Parent parsers ----------------------------------------------------------------------
 
 
@@ -149,6 +186,53 @@ def config_from_args(args):
         ).items() if v is not None
     }
     return get_config(args.arch, layers=args.layers, **overrides)
+
+
+def recipe_parent() -> argparse.ArgumentParser:
+    """The training recipe: a named one (``training.recipe.RECIPES``) and its regularisers one by one."""
+    from ravit_keras.training.recipes import RECIPES, STRONG_RECIPE
+
+    s = STRONG_RECIPE
+    p = _parent()
+    g = p.add_argument_group("recipe (each flag overrides the --recipe's value)")
+    g.add_argument("--recipe", default="paper", choices=RECIPES,
+                   help="paper: the paper's (pad-crop-flip, plain cross-entropy). strong: the small-ViT "
+                        f"regularisation of SPT_LSA_ViT and DeiT: --rand-augment {s['rand_augment_ops']},"
+                        f"{s['rand_augment_magnitude']} --cutmix {s['cutmix_alpha']} --mixup {s['mixup_alpha']} "
+                        f"--label-smoothing {s['label_smoothing']} --drop-path {s['drop_path_rate']} "
+                        f"--random-erasing {s['random_erasing']}; meant for long runs (200+ epochs), not yet measured "
+                        "on this project")
+    g.add_argument("--label-smoothing", type=unit_rate, metavar="EPS",
+                   help="label smoothing of the exit losses (default: the recipe's; paper: 0)")
+    g.add_argument("--rand-augment", type=rand_augment, metavar="N,M",
+                   help="RandAugment (Keras's): N operations per image at magnitude M in [0, 1]; 0,0 is off "
+                        "(default: the recipe's; paper: off)")
+    g.add_argument("--cutmix", type=mix_alpha, metavar="ALPHA",
+                   help="CutMix with Beta(ALPHA, ALPHA) mixing; 0 is off. With --mixup too, each batch gets "
+                        "one of the two at random (default: the recipe's; paper: off)")
+    g.add_argument("--mixup", type=mix_alpha, metavar="ALPHA",
+                   help="MixUp with Beta(ALPHA, ALPHA) weights; 0 is off (default: the recipe's; paper: off)")
+    g.add_argument("--random-erasing", type=unit_rate, metavar="P",
+                   help="probability that a random rectangle of an image is replaced by noise "
+                        "(default: the recipe's; paper: 0)")
+    g.add_argument("--drop-path", type=unit_rate, metavar="RATE",
+                   help="stochastic depth: per-sample drop rate of the last block's residual branches, "
+                        "rising linearly from 0 at the first block (default: the recipe's; paper: 0)")
+    return p
+
+
+def recipe_from_args(args) -> tuple[float, dict]:
+    """``(drop_path_rate, TrainingConfig fields)`` of the recipe flags: the named recipe's
+    settings, each overridden by its flag when given."""
+    from ravit_keras.training.recipes import recipe_settings
+
+    settings = recipe_settings(args.recipe)
+    given = dict(label_smoothing=args.label_smoothing, cutmix_alpha=args.cutmix, mixup_alpha=args.mixup,
+                 random_erasing=args.random_erasing, drop_path_rate=args.drop_path)
+    if args.rand_augment is not None:
+        given["rand_augment_ops"], given["rand_augment_magnitude"] = args.rand_augment
+    settings.update({k: v for k, v in given.items() if v is not None})
+    return settings.pop("drop_path_rate"), settings
 
 
 def data_parent() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ from ravit_keras.cli.options import (
     output_parent,
     positive_int,
     progress_parent,
+    recipe_parent,
     threads_parent,
     thresholds_parent,
 )
@@ -49,14 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images leaving at each exit, e.g. 600,400: adds the expected MACs (Eq. 4)")
 
     p = add("train", "train a RAViT with model.fit (resumes if --out holds an unfinished run)",
-            [arch_parent(), data_parent(), progress_parent(("auto", "bar", "epoch", "none")),
+            [arch_parent(), data_parent(), recipe_parent(), progress_parent(("auto", "bar", "epoch", "none")),
              out_parent("the run folder: " + ", ".join(runs.RUN_FILES), required=True)])
     p.add_argument("--epochs", type=positive_int, default=10, help="training epochs")
     p.add_argument("--batch-size", type=positive_int, default=128, help="images per step")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of AdamW (cosine schedule)")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before the cosine decay")
-    p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the exit losses")
     p.add_argument("--seed", type=int, default=0, help="seeds weights, shuffling and augmentation")
     p.add_argument("--steps-per-epoch", type=positive_int, help="steps per epoch (default: one pass over the data)")
     p.add_argument("--limit-train", type=positive_int, help="use only the first N training images")

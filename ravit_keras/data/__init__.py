@@ -14,6 +14,8 @@
     tiny_imagenet.py  the official tiny-imagenet-200 folder
     image_folder.py   folders of class sub-folders (optionally train/ + test/)
     pipeline.py       make_pipeline (batches for model.fit, augmentation), channel stats
+    augment.py        the stronger recipe's augmentations (Keras's RandAugment, RandomErasing,
+                      CutMix, MixUp), seeded statelessly
 
 A ``DataSplit`` is an unbatched ``tf.data.Dataset`` of ``(uint8 image [H, W, 3],
 int32 label)`` in a deterministic order, with its size, class names and (when
@@ -27,6 +29,7 @@ _EXPORTS = {
     "DataSplit": "split", "SPLITS": "split", "DatasetError": "split", "match_classes": "split",
     "load_split": "loading",
     "make_pipeline": "pipeline", "augment": "pipeline", "compute_channel_stats": "pipeline",
+    "Augmentation": "augment",
     "generated_class_names": "generated", "GENERATED_COARSE_CLASSES": "generated",
     "GENERATED_FINE_CLASSES": "generated",
     "CIFAR10_CLASS_NAMES": "cifar10",

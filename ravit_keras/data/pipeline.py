@@ -1,4 +1,5 @@
-"""The RAViT input pipeline: batches for ``model.fit`` with the paper's augmentation."""
+"""The RAViT input pipeline: batches for ``model.fit`` with the paper's augmentation
+(and, opt-in, the stronger recipe's: ``data/augment.py``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from ravit_keras.config import RAViTConfig
+from ravit_keras.data.augment import Augmentation, Augmenter
 from ravit_keras.data.split import DataSplit, resize_uint8
 
 
@@ -18,6 +20,8 @@ def make_pipeline(
     seed: int = 0,
     shuffle_buffer: int = 10000,
     repeat: bool = False,
+    augmentation: Augmentation | None = None,
+    one_hot: bool = False,
 ) -> tf.data.Dataset:
     """Batches a split for `model.fit` / `model.evaluate`.
 
@@ -29,6 +33,12 @@ def make_pipeline(
     paper's CIFAR recipe: zero-pad by `max(1, side // 8)` pixels, random crop
     back, random horizontal flip, all from `seed` so runs are reproducible;
     the last partial batch is dropped. Evaluation keeps order and remainder.
+
+    `augmentation` (training only) adds the stronger recipe's RandAugment,
+    random erasing, CutMix and MixUp (`data/augment.py`), seeded from `seed`
+    as well. With CutMix or MixUp the labels are one-hot mixtures, float32
+    `[B, num_classes]`; `one_hot=True` gives one-hot labels in any case (the
+    validation data of such a run).
 
     Raises:
         ValueError: for a bad batch size or shuffle buffer, more classes than
@@ -65,20 +75,35 @@ def make_pipeline(
         )
     if repeat:
         dataset = dataset.repeat()
+    extra = Augmenter(augmentation, size, config.num_classes) if (
+        training and augmentation is not None and augmentation.enabled) else None
+    one_hot = one_hot or (extra is not None and augmentation.mixes)
     if training:
         # One stateless seed pair per example; new values on each pass over the data.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds))
         pad = (max(1, size[0] // 8), max(1, size[1] // 8))
-        dataset = dataset.map(
-            lambda xy, s: (augment(xy[0], s, size, pad), xy[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+        if extra is None:
+            dataset = dataset.map(
+                lambda xy, s: (augment(xy[0], s, size, pad), xy[1]),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
+        else:  # The seed pair goes on with the example: it also seeds the batch's augmentation.
+            dataset = dataset.map(
+                lambda xy, s: (extra.image(augment(xy[0], s, size, pad), s), xy[1], s),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
     dataset = dataset.batch(batch_size, drop_remainder=training)
+    if extra is not None:
+        dataset = dataset.map(extra.batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def to_model_inputs(x, y):
-        y = tf.cast(y, tf.int32)
+        if not one_hot:
+            y = tf.cast(y, tf.int32)
+        elif y.shape.rank == 1:
+            y = tf.one_hot(tf.cast(y, tf.int32), config.num_classes, dtype=tf.float32)
         return tf.cast(x, tf.float32), {name: y for name in exit_names}
 
     dataset = dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -31,6 +31,32 @@ def check_mlp_activation(name: str) -> str:
     return name
 
 
+def check_drop_path(rate) -> float:
+    """Returns ``rate`` as a float if it is in [0, 1), else raises ValueError."""
+    rate = float(rate)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"drop_path must be in [0, 1), got {rate}.")
+    return rate
+
+
+def make_drop_path_seed(rate: float, seed) -> "keras.random.SeedGenerator | None":
+    """The seed generator of a block's stochastic depth; None for rate 0, so a block
+    without it has exactly the variables it always had."""
+    return keras.random.SeedGenerator(seed, name="drop_path_seed") if rate else None
+
+
+def apply_drop_path(x, rate: float, seed_generator, training):
+    """Stochastic depth of a residual branch ``x`` of shape (B, n, d).
+
+    "Deep Networks with Stochastic Depth" (Huang et al., ECCV 2016): while training,
+    each sample's branch is zeroed with probability ``rate`` and otherwise scaled by
+    ``1 / (1 - rate)``; at inference it is ``x`` itself (no op in the graph).
+    """
+    if not (training and rate):
+        return x
+    return keras.random.dropout(x, rate, noise_shape=(ops.shape(x)[0], 1, 1), seed=seed_generator)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class PatchEmbedding(keras.layers.Layer):
     """Splits an image into non-overlapping patches and projects each to a token.
@@ -177,11 +203,19 @@ class TransformerEncoderBlock(keras.layers.Layer):
             (B, 1, d). For a branch's last layer nothing reads the other tokens,
             so its query, attention output and MLP run on one token instead of
             n: same logits and CLS, far less work.
+        drop_path: float in [0, 1), default 0. Stochastic depth: while training,
+            each sample's attention and MLP branches are dropped (independently)
+            with this probability; identity at inference.
+        seed: optional int seeding the stochastic depth.
     """
 
     def __init__(self, hidden_dim, num_heads, mlp_dim, dropout=0.0,
-                 layer_norm_epsilon=1e-6, cls_only=False, mlp_activation="gelu", **kwargs):
+                 layer_norm_epsilon=1e-6, cls_only=False, mlp_activation="gelu",
+                 drop_path=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
+        self.drop_path = check_drop_path(drop_path)
+        self.seed = seed
+        self.drop_path_seed = make_drop_path_seed(self.drop_path, seed)
         if hidden_dim % num_heads:
             raise ValueError(
                 f"hidden_dim {hidden_dim} is not divisible by num_heads {num_heads}."
@@ -243,9 +277,10 @@ class TransformerEncoderBlock(keras.layers.Layer):
         weights = ops.softmax(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), axis=-1)
         attended = ops.matmul(weights, v)
         attended = ops.reshape(ops.transpose(attended, (0, 2, 1, 3)), (-1, m, self.hidden_dim))
-        x = x + self.dropout_layer(self.attention_output(attended), training=training)
-        y = self.mlp_hidden(self.mlp_norm(x))
-        return x + self.dropout_layer(self.mlp_output(y), training=training)
+        attended = self.dropout_layer(self.attention_output(attended), training=training)
+        x = x + apply_drop_path(attended, self.drop_path, self.drop_path_seed, training)
+        y = self.dropout_layer(self.mlp_output(self.mlp_hidden(self.mlp_norm(x))), training=training)
+        return x + apply_drop_path(y, self.drop_path, self.drop_path_seed, training)
 
     def compute_output_shape(self, input_shape):
         if self.cls_only:
@@ -262,6 +297,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
             dropout=self.dropout,
             layer_norm_epsilon=self.layer_norm_epsilon,
             mlp_activation=self.mlp_activation,
+            drop_path=self.drop_path,
+            seed=self.seed,
         )
         return config
 
@@ -284,11 +321,18 @@ class MLPBlock(keras.layers.Layer):
         layer_norm_epsilon: float, default 1e-6.
         mlp_activation: str, default ``"gelu"``. The MLP's activation, one of
             ``MLP_ACTIVATIONS``.
+        drop_path: float in [0, 1), default 0. Stochastic depth: while training,
+            each sample's MLP branch is dropped with this probability; identity
+            at inference.
+        seed: optional int seeding the stochastic depth.
     """
 
     def __init__(self, hidden_dim, mlp_dim, dropout=0.0, layer_norm_epsilon=1e-6,
-                 mlp_activation="gelu", **kwargs):
+                 mlp_activation="gelu", drop_path=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
+        self.drop_path = check_drop_path(drop_path)
+        self.seed = seed
+        self.drop_path_seed = make_drop_path_seed(self.drop_path, seed)
         self.hidden_dim = int(hidden_dim)
         self.mlp_dim = int(mlp_dim)
         self.dropout = float(dropout)
@@ -309,8 +353,8 @@ class MLPBlock(keras.layers.Layer):
         self.mlp_output.build((input_shape[0], input_shape[1], self.mlp_dim))
 
     def call(self, x, training=None):
-        y = self.mlp_hidden(self.mlp_norm(x))
-        return x + self.dropout_layer(self.mlp_output(y), training=training)
+        y = self.dropout_layer(self.mlp_output(self.mlp_hidden(self.mlp_norm(x))), training=training)
+        return x + apply_drop_path(y, self.drop_path, self.drop_path_seed, training)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -318,7 +362,8 @@ class MLPBlock(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(hidden_dim=self.hidden_dim, mlp_dim=self.mlp_dim, dropout=self.dropout,
-                      layer_norm_epsilon=self.layer_norm_epsilon, mlp_activation=self.mlp_activation)
+                      layer_norm_epsilon=self.layer_norm_epsilon, mlp_activation=self.mlp_activation,
+                      drop_path=self.drop_path, seed=self.seed)
         return config
 
 

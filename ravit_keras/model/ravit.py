@@ -96,11 +96,12 @@ def build_branch_model(config: RAViTConfig, branch: int) -> keras.Model:
     if config.dropout:
         tokens = keras.layers.Dropout(config.dropout, name="embedding_dropout")(tokens)
     num_mlp = config.mlp_layers[branch] if config.mlp_layers else 0
+    rates = config.drop_path_rates()
     for j in range(num_mlp):  # LIT: the leading layers are attention-free.
         tokens = MLPBlock(
             hidden_dim=d, mlp_dim=config.mlp_dim, dropout=config.dropout,
             layer_norm_epsilon=config.layer_norm_epsilon, mlp_activation=config.mlp_activation,
-            name=f"mlp_block_{j + 1}",
+            drop_path=rates[branch, j], name=f"mlp_block_{j + 1}",
         )(tokens)
     for j in range(num_mlp, num_layers):
         tokens = TransformerEncoderBlock(
@@ -111,6 +112,7 @@ def build_branch_model(config: RAViTConfig, branch: int) -> keras.Model:
             layer_norm_epsilon=config.layer_norm_epsilon,
             mlp_activation=config.mlp_activation,
             cls_only=j == num_layers - 1,
+            drop_path=rates[branch, j],
             name=f"transformer_block_{j + 1}",
         )(tokens)
     cls_out = ClassTokenSlice(name="cls_out")(tokens)

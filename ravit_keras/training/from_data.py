@@ -8,6 +8,7 @@ train into the run folder.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from ravit_keras.config import RAViTConfig
 from ravit_keras.data.source import DataSource, naming_bad_images
 from ravit_keras.training.normalization import choose_normalization
 from ravit_keras.training.recipe import TrainingConfig
+from ravit_keras.training.recipes import recipe_name
 
 
 def _say(text: str) -> None:
@@ -91,16 +93,19 @@ def _train_from_data(config, source, out_dir, training, *, arch, num_classes, ca
         # The head is sized for the data, not for the architecture's dataset.
         config = config.replace(num_classes=train_split.num_classes)
     config = choose_normalization(config, arch, source.data, train_split, normalization, notes)
-    train_ds = make_pipeline(train_split, config, training.batch_size, training=True, seed=training.seed)
+    train_ds = make_pipeline(train_split, config, training.batch_size, training=True, seed=training.seed,
+                             augmentation=training.augmentation)
     from ravit_keras.train import check_steps_per_epoch
 
     check_steps_per_epoch(training.steps_per_epoch, train_ds)
     val_ds = None
     if validate:
         val_split = source.load("test", config.image_size, config.num_classes, limit_test)
-        val_ds = make_pipeline(val_split, config, training.batch_size, training=False)
+        val_ds = make_pipeline(val_split, config, training.batch_size, training=False,
+                               one_hot=training.augmentation.mixes)
+    recipe = recipe_name(dataclasses.asdict(training), config.drop_path_rate)
     notes(f"Training RAViT {config.layer_spec} ({config.name}) on {train_split.num_examples} "
-          f"images from {source.data} for {training.epochs} epochs -> {out_dir}")
+          f"images from {source.data} for {training.epochs} epochs ({recipe} recipe) -> {out_dir}")
     signature = runs.data_signature(source.data, train_split.num_examples, train_split.class_names,
                                     source.holdout_fraction, calibration_holdout, limit_train)
     model, history = naming_bad_images(train_split, lambda: train(

@@ -2,6 +2,9 @@
 
 ``compile_ravit`` then ``model.fit`` is the recipe by hand (notebooks);
 ``ravit_keras.train.train`` runs it with the run folder's callbacks and record.
+
+Two named recipes (``training/recipes.py``, ``ravit train --recipe``): ``paper``, the
+paper's (the default), and ``strong``, the small-ViT regularisation of SPT_LSA_ViT and DeiT.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from typing import Any
 import keras
 
 from ravit_keras.config import RAViTConfig
+from ravit_keras.data.augment import Augmentation
 from ravit_keras.model import RAViT
+from ravit_keras.training.recipes import AUGMENTATION_FIELDS, RECIPES, STRONG_RECIPE, recipe_settings  # noqa: F401
 
 DTYPE_POLICIES = ("float32", "mixed_bfloat16")
 
@@ -37,6 +42,10 @@ class TrainingConfig:
             for float32 and off for mixed_bfloat16 (measured on an AMD Zen 5 host:
             float32 + XLA about 760 images/s, bfloat16 without XLA about 870, with XLA
             about 650; ``benchmarks/train_throughput.py`` measures a host).
+        rand_augment_ops, rand_augment_magnitude, random_erasing, cutmix_alpha,
+        mixup_alpha: the stronger recipe's augmentations (``data.augment.Augmentation``),
+            all off by default (the paper's recipe). With CutMix or MixUp the labels
+            are one-hot mixtures and the exit losses take dense targets.
     """
 
     epochs: int = 10
@@ -50,6 +59,11 @@ class TrainingConfig:
     steps_per_epoch: int | None = None
     dtype_policy: str = "float32"
     xla: str = "auto"
+    rand_augment_ops: int = 0
+    rand_augment_magnitude: float = 0.0
+    random_erasing: float = 0.0
+    cutmix_alpha: float = 0.0
+    mixup_alpha: float = 0.0
 
     def __post_init__(self):
         if self.dtype_policy not in DTYPE_POLICIES:
@@ -64,6 +78,12 @@ class TrainingConfig:
             raise ValueError("weight_decay and warmup_epochs must be non-negative.")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+        self.augmentation  # Validates the augmentation fields.
+
+    @property
+    def augmentation(self) -> Augmentation:
+        """The augmentations beyond the paper's pad-crop-flip (``make_pipeline(augmentation=)``)."""
+        return Augmentation(**{f: getattr(self, f) for f in AUGMENTATION_FIELDS})
 
 
 def make_optimizer(
@@ -93,8 +113,15 @@ def make_optimizer(
     return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
 
 
-def exit_losses(config: RAViTConfig, label_smoothing: float = 0.0) -> dict[str, keras.losses.Loss]:
-    """One sparse cross-entropy on logits per exit."""
+def exit_losses(config: RAViTConfig, label_smoothing: float = 0.0,
+                soft_labels: bool = False) -> dict[str, keras.losses.Loss]:
+    """One sparse cross-entropy on logits per exit (``soft_labels``: one on one-hot
+    or mixed targets, as CutMix and MixUp give)."""
+    if soft_labels:
+        return {
+            name: keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
+            for name in config.exit_names
+        }
     if label_smoothing:
         # Keras's sparse loss has no label smoothing; the one-hot form is equivalent.
         return {
@@ -129,9 +156,13 @@ def compile_ravit(
     model: RAViT,
     optimizer: keras.optimizers.Optimizer | None = None,
     label_smoothing: float = 0.0,
+    soft_labels: bool = False,
     **compile_kwargs: Any,
 ) -> RAViT:
     """Compiles ``model`` with the joint loss Σ α_i·CE(y, logits_i) and per-exit accuracy.
+
+    Labels are class indices, or with ``soft_labels`` one-hot rows or their mixtures
+    (CutMix, MixUp; accuracy then counts the largest share as the label).
 
     The α_i are ``model.ravit_config.loss_weights``. Logged metric names are
     ``exit_<i>_loss`` and ``exit_<i>_accuracy`` (a single-exit model, a classic
@@ -143,11 +174,12 @@ def compile_ravit(
     # Keras prefixes metric names with the output name only when there are several
     # outputs; a single exit names its metric itself so logs always say which exit.
     single = len(config.exit_names) == 1
+    accuracy = keras.metrics.CategoricalAccuracy if soft_labels else keras.metrics.SparseCategoricalAccuracy
     model.compile(
         optimizer=optimizer or keras.optimizers.AdamW(1e-3, weight_decay=0.05),
-        loss=exit_losses(config, label_smoothing),
+        loss=exit_losses(config, label_smoothing, soft_labels),
         loss_weights=config.loss_weights,
-        metrics={name: [keras.metrics.SparseCategoricalAccuracy(name=f"{name}_accuracy" if single else "accuracy")]
+        metrics={name: [accuracy(name=f"{name}_accuracy" if single else "accuracy")]
                  for name in config.exit_names},
         **compile_kwargs,
     )
