@@ -99,9 +99,11 @@ def test_predict_bad_image_stops_or_is_skipped(tflite_float32_folder, image_fold
 
 
 @pytest.mark.parametrize("out, message", [("answers.txt", "must end in .csv or .json"),
-                                          (".", "is a directory")])
+                                          ("a_folder", "is a directory")])
 def test_predict_checks_out_before_work(tflite_float32_folder, image_folder, tmp_path, capsys, out, message):
     target = tmp_path / out
+    if message == "is a directory":  # An existing folder that holds none of the inputs.
+        target.mkdir()
     assert main(["predict", str(image_folder), "--model", str(tflite_float32_folder), "--out", str(target)]) == 2
     assert message in capsys.readouterr().err
 

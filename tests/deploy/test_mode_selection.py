@@ -33,7 +33,7 @@ def test_convert_fastest_keeps_one_accurate_mode_and_records_why(tflite_trained_
     candidates = ("int8", "int8-full", "float32")  # All five by default: a slower test, same code.
     manifest = convert_fastest(t.model, out, t.calib_images, t.calib_labels,
                                class_names=t.class_names, candidates=candidates,
-                               options=ConversionOptions(num_calibration=100), progress=None)
+                               options=ConversionOptions(num_calibration=100), progress=None).to_dict()
     selection = manifest["mode_selection"]
     measured = selection["measured_on_this_host"]
     assert set(measured) == set(candidates)

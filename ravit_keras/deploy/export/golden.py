@@ -20,20 +20,12 @@ plus standalone cases for ``requantize`` (every source value, half-way ties,
 int8/uint8/int16/float32), ``entropy`` (extreme logits), the battery and
 MAC-budget policies, and the center crop + resize of camera frames.
 
-The folder (``manifest.json``, ``labels.txt``, ``branch_*.tflite``,
-``golden.json``) is the fixture of the Android core's ``GoldenParityTest``;
-regenerate it with a single command whenever the export graph changes::
-
-    python -m ravit_keras.deploy.export.golden --out android_demo/core/src/test/resources/golden
-
-A second fixture, ``golden_relu`` beside it, is the same model with ReLU MLPs (its
-int8 fully-connected layers apply the activation, no float GELU island); the Android
-core's ``GoldenReluParityTest`` replays it::
-
-    python -m ravit_keras.deploy.export.golden --mlp-activation relu --out android_demo/core/src/test/resources/golden_relu
-
-``tests/test_golden.py`` checks that the committed fixture still equals what
-the current code produces.
+The folder (manifest, labels, submodels, ``golden.json``) is the fixture of the
+Android core's ``GoldenParityTest``; ``golden_relu`` beside it (ReLU MLPs, fused into
+the int8 fully-connected layers) that of ``GoldenReluParityTest``. Regenerate them
+with ``REGENERATE_COMMAND`` / ``RELU_REGENERATE_COMMAND`` whenever the export graph
+changes; ``tests/deploy/test_golden*.py`` check that the committed ones still equal
+what the current code produces.
 """
 
 from __future__ import annotations
