@@ -228,7 +228,8 @@ def format_markdown(results, args) -> str:
             if key in seen:
                 continue
             seen.add(key)
-            lines.append(f"| {row['tau']:.3f} | {100 * row['accuracy']:.2f} | {row['avg_mflops']:.2f} | {row['exit_counts']} |")
+            lines.append(f"| {row['tau']:.3f} | {100 * row['accuracy']:.2f} | {row['avg_mflops']:.2f} "
+                         f"| {row['exit_counts']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -125,7 +125,7 @@ def plot(table: dict, path: Path) -> Path:
             curves[f"{name} (held-out τ)"] = [no_exit] + row["early_exit_heldout"]
         else:
             points[f"{name}, 213 ep"] = (row["mflops"], row["top1_8000"])
-    for name, (changes, paper) in MODELS.items():
+    for name, (_changes, paper) in MODELS.items():
         if paper is not None:
             points[f"paper {name} (400 ep)"] = (seed0[name]["mflops"], paper)
     points["paper RAViT 1-3, τ 0.05"] = (PAPER_EARLY_EXIT[0] * table["vit4_mflops"], PAPER_EARLY_EXIT[1])

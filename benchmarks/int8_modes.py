@@ -46,7 +46,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import keras
-    import numpy as np
 
     from ravit_keras.config import get_config
     from ravit_keras.data import load_split
@@ -105,7 +104,7 @@ def main(argv=None) -> int:
     timing = interleaved_latency(list(files) + ceiling_files, rounds=args.rounds, num_threads=1)
     gmacs = ceiling_gmacs(ceiling, timing)
 
-    rows, result = [], {"host": cpu_description(), "fc_ceiling_gmacs": gmacs, "models": {}}
+    result = {"host": cpu_description(), "fc_ceiling_gmacs": gmacs, "models": {}}
     for (name, mode), m in meta.items():
         ms = [timing[f]["median_ms"] for f in m["files"]]
         parts = [undelegated_ops(f)["delegate_partitions"] for f in m["files"]]

@@ -168,7 +168,8 @@ def check_writable_file(path: str | os.PathLike, what: str) -> Path:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {os.fspath(path)!r} cannot be written: {os.fspath(parent)!r} is not a writable folder.")
+        raise ValueError(f"{what} {os.fspath(path)!r} cannot be written: "
+                         f"{os.fspath(parent)!r} is not a writable folder.")
     return path
 
 

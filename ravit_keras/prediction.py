@@ -16,7 +16,6 @@ get a leading ``'`` (``io_utils.spreadsheet_safe``).
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import tempfile
@@ -193,7 +192,7 @@ class PredictionWriter:
     def __enter__(self) -> "PredictionWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self._file = io.open(fd, "w", newline="", encoding="utf-8")
+        self._file = open(fd, "w", newline="", encoding="utf-8")
         self._json = self.path.suffix.lower() == ".json"
         if self._json:
             self._file.write("[\n")

@@ -49,7 +49,8 @@ def per_class_from_counts(confusion: np.ndarray, class_exit_counts: np.ndarray,
     """
     confusion = np.asarray(confusion, np.int64)
     class_exits = np.asarray(class_exit_counts, np.int64)
-    if confusion.shape != (len(class_names), len(class_names)) or class_exits.shape != (len(class_names), len(exit_names)):
+    n = len(class_names)
+    if confusion.shape != (n, n) or class_exits.shape != (n, len(exit_names)):
         raise ValueError(
             f"Count matrices {confusion.shape} and {class_exits.shape} do not fit "
             f"{len(class_names)} classes and {len(exit_names)} exits.")

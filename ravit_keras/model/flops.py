@@ -38,8 +38,8 @@ class BranchCost:
 
     ``macs_per_layer`` is what one (attention) layer would cost at this branch's
     token count, even for a skipped branch; ``mlp_layers`` of the branch's layers are
-    attention-free MLP blocks (LIT) costing ``macs_per_mlp_layer`` each; ``macs``, ``patch_embedding_macs`` and ``head_macs``
-    are 0 for a skipped branch.
+    attention-free MLP blocks (LIT) costing ``macs_per_mlp_layer`` each; ``macs``,
+    ``patch_embedding_macs`` and ``head_macs`` are 0 for a skipped branch.
     """
 
     branch: int

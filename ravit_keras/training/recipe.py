@@ -78,7 +78,7 @@ class TrainingConfig:
             raise ValueError("weight_decay and warmup_epochs must be non-negative.")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
-        self.augmentation  # Validates the augmentation fields.
+        _ = self.augmentation  # Validates the augmentation fields.
 
     @property
     def augmentation(self) -> Augmentation:

@@ -175,8 +175,8 @@ def test_float32_submodels_equal_keras(tflite_trained_ravit, tflite_float32_fold
     sched = RAViTScheduler(tflite_float32_folder)
     for i, img in enumerate(t.test_images[:N_FIDELITY]):
         logits, _ = sched.all_exit_logits(img)
-        for k, l in enumerate(logits):
-            np.testing.assert_allclose(l, keras_logits[k][i], rtol=0, atol=1e-4,
+        for k, exit_logits in enumerate(logits):
+            np.testing.assert_allclose(exit_logits, keras_logits[k][i], rtol=0, atol=1e-4,
                                        err_msg=f"image {i}, exit {k + 1}")
 
 
@@ -454,12 +454,12 @@ def test_export_graph_is_the_same_function(tflite_trained_ravit, mode):
         want, got = branch_model(inputs), graph(inputs)
         for name in ("logits", "cls_out"):
             np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want[name]), atol=1e-5)
-        assert not any(isinstance(l, keras.layers.Normalization) for l in graph.layers)
-        pools = [l for l in graph.layers if isinstance(l, keras.layers.AveragePooling2D)]
-        had_pool = any(isinstance(l, keras.layers.AveragePooling2D) for l in branch_model.layers)
+        assert not any(isinstance(lay, keras.layers.Normalization) for lay in graph.layers)
+        pools = [lay for lay in graph.layers if isinstance(lay, keras.layers.AveragePooling2D)]
+        had_pool = any(isinstance(lay, keras.layers.AveragePooling2D) for lay in branch_model.layers)
         assert bool(pools) == (had_pool and mode != "int8")
         # The original keeps its own layers and weights.
-        assert any(isinstance(l, keras.layers.Normalization) for l in branch_model.layers)
+        assert any(isinstance(lay, keras.layers.Normalization) for lay in branch_model.layers)
         cls = np.asarray(want["cls_out"])
 
 

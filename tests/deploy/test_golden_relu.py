@@ -104,7 +104,7 @@ def test_regenerated_relu_fixture_equals_committed(committed, tmp_path):
     assert diff is None, f"The ReLU golden vectors differ at {diff}. {HOW_TO_REGENERATE}"
 
 
-def test_java_scheduler_runs_the_relu_submodels_like_python(committed, java_classpath, tmp_path):
+def test_java_scheduler_runs_the_relu_submodels_like_python(committed, java_classpath, tmp_path):  # noqa: F811
     """The Java core over LiteRT's C API (XNNPACK) on the fixture's ReLU submodels: every
     output and requantised CLS byte for byte, every exit/label/MAC count exactly, as
     ``test_android_parity`` checks for the GELU model. Skipped without a JDK/JNA/libLiteRt."""

@@ -152,8 +152,8 @@ def test_relu_model_saves_and_reloads(tmp_path, changes):
     keras.utils.set_random_seed(0)
     gelu = RAViT(get_config("tiny", **changes))
     assert count_params(model) == count_params(gelu)
-    hidden = [l for l in model._flatten_layers(include_self=False) if l.name.startswith("mlp_hidden")]
-    assert hidden and all(l.activation is keras.activations.relu for l in hidden)
+    hidden = [layer for layer in model._flatten_layers(include_self=False) if layer.name.startswith("mlp_hidden")]
+    assert hidden and all(layer.activation is keras.activations.relu for layer in hidden)
 
     x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     path = tmp_path / "relu.keras"

@@ -1,1 +1,2 @@
-"""Export side: Keras graph surgery, conversion, flatbuffer rewrites, metadata, mode selection, golden vectors (TensorFlow)."""
+"""Export side (TensorFlow): Keras graph surgery, conversion, flatbuffer rewrites, metadata,
+mode selection, golden vectors."""

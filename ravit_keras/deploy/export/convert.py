@@ -186,7 +186,7 @@ def convert(
     calibration_labels: np.ndarray | None = None,
     *,
     class_names: Sequence[str] | None = None,
-    options: ConversionOptions = ConversionOptions(),
+    options: ConversionOptions | None = None,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = print,
     calibration_source: str = "calibration images",
@@ -209,6 +209,7 @@ def convert(
     config: RAViTConfig = model.ravit_config
     say = progress or (lambda _msg: None)
     images = _check_images(calibration_images, config)
+    options = options or ConversionOptions()  # A fresh one: the dataclass is mutable.
     if options.mode not in MODES:
         raise ValueError(f"Unknown quantisation mode {options.mode!r}; choose from {MODES}.")
     # labels.txt and the TFLite metadata hold one name per line.

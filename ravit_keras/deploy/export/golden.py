@@ -374,7 +374,8 @@ def export_golden(out_dir: str | os.PathLike, *, overwrite: bool = True,
             shutil.move(str(f), tmp / f.name)
         converted.rmdir()
         regenerate = {"gelu": REGENERATE_COMMAND, "relu": RELU_REGENERATE_COMMAND}.get(
-            mlp_activation, f"python -m ravit_keras.deploy.export.golden --mlp-activation {mlp_activation} --out {out_dir}")
+            mlp_activation,
+            f"python -m ravit_keras.deploy.export.golden --mlp-activation {mlp_activation} --out {out_dir}")
         document = golden_document(tmp, test_x, test_y, regenerate=regenerate)
         (tmp / GOLDEN_FILE).write_text(dumps(document))  # Atomic: the folder appears whole or not at all.
     if progress:
@@ -385,7 +386,8 @@ def export_golden(out_dir: str | os.PathLike, *, overwrite: bool = True,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ravit_keras.deploy.export.golden", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ravit_keras.deploy.export.golden",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"fixture folder (default {DEFAULT_OUT}); replaced")
     parser.add_argument("--mlp-activation", default="gelu", choices=("gelu", "relu", "relu6"),
                         help=f"the model's MLP activation (default gelu; relu: the fixture in {RELU_OUT})")

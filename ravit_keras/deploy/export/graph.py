@@ -87,10 +87,10 @@ def export_graph(branch_model, mode: str):
 
     from ravit_keras.model.layers import PatchEmbedding
 
-    norms = [l for l in branch_model.layers if isinstance(l, keras.layers.Normalization)]
-    patches = [l for l in branch_model.layers if isinstance(l, PatchEmbedding)]
+    norms = [layer for layer in branch_model.layers if isinstance(layer, keras.layers.Normalization)]
+    patches = [layer for layer in branch_model.layers if isinstance(layer, PatchEmbedding)]
     fold = len(norms) == 1 and len(patches) == 1
-    pool = mode == "int8" and any(isinstance(l, keras.layers.AveragePooling2D) for l in branch_model.layers)
+    pool = mode == "int8" and any(isinstance(layer, keras.layers.AveragePooling2D) for layer in branch_model.layers)
     if not (fold or pool):
         return branch_model
 
@@ -131,8 +131,8 @@ def layer_norm_names(branch_model) -> list[str]:
     """Names of the LayerNormalization layers inside ``branch_model`` (nested included)."""
     import keras
 
-    return sorted({l.name for l in branch_model._flatten_layers(include_self=False)
-                   if isinstance(l, keras.layers.LayerNormalization)})
+    return sorted({layer.name for layer in branch_model._flatten_layers(include_self=False)
+                   if isinstance(layer, keras.layers.LayerNormalization)})
 
 
 def float_island_nodes(calibrated: bytes, norm_names: Sequence[str]) -> list[str]:

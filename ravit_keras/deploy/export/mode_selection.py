@@ -30,7 +30,7 @@ def convert_fastest(
     candidates: Sequence[str] = MODES,
     max_accuracy_drop: float = 0.01,
     class_names: Sequence[str] | None = None,
-    options: ConversionOptions = ConversionOptions(),
+    options: ConversionOptions | None = None,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = print,
     calibration_source: str = "calibration images",
@@ -47,6 +47,7 @@ def convert_fastest(
     instructions).
     """
     say = progress or (lambda _msg: None)
+    options = options or ConversionOptions()
     if calibration_labels is None:
         raise ValueError("Choosing a mode needs labelled calibration images.")
     unknown = [m for m in candidates if m not in MODES]

@@ -125,7 +125,7 @@ def fully_connected_ceiling_models(out_dir: str | Path,
             converter = tf.lite.TFLiteConverter.from_concrete_functions([dense.get_concrete_function()])
             if mode == "int8":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
-                converter.representative_dataset = lambda: (
+                converter.representative_dataset = lambda tokens=tokens, width=width: (
                     [rng.normal(size=(tokens, width)).astype(np.float32)] for _ in range(8))
                 converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
                 converter.inference_input_type = converter.inference_output_type = tf.int8
@@ -285,8 +285,8 @@ def _exit_agreement(sched, images, keras_logits, limit: int = 1000) -> list[dict
     per_exit = [[] for _ in sched.submodels]
     for img in images[:limit]:
         logits, _ = sched.all_exit_logits(img)
-        for k, l in enumerate(logits):
-            per_exit[k].append(l)
+        for k, exit_logits in enumerate(logits):
+            per_exit[k].append(exit_logits)
     rows = []
     for k, tl in enumerate(per_exit):
         tl = np.asarray(tl)

@@ -68,7 +68,8 @@ def run_benchmark_tool(model_path: str | Path, num_threads: int = 1, num_runs: i
             cmd += ["--signature", signature]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not result.exists():
-            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            raise RuntimeError(
+                f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
         data = json.loads(result.read_text())
     data["command"] = " ".join([BENCHMARK_TOOL, *cmd[1:-2]])
     return data
