@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ravit_keras import runs
+from ravit_keras.cli.backend import BACKENDS
 from ravit_keras.cli.options import (
     CONVERSION_MODES,
     MODES,
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of each class's training images kept out of training, on which eval and "
                         "convert calibrate the early-exit thresholds (0: none)")
     p.add_argument("--devices", type=positive_int, default=1, help="train with MirroredStrategy on N devices")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="Keras backend to train on (default: Keras's own setting, KERAS_BACKEND or keras.json); "
+                        "jax trains without TensorFlow (NumPy input, augmentation inside the jitted step)")
 
     p = add("eval", "per-exit accuracy, early-exit routing, threshold sweep, calibration, per-class results",
             [model_parent(), data_parent(), thresholds_parent(), calibration_parent(5000),

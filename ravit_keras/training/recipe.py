@@ -15,11 +15,34 @@ from typing import Any
 import keras
 
 from ravit_keras.config import RAViTConfig
-from ravit_keras.data.augment import Augmentation
+from ravit_keras.data.augmentation import Augmentation
 from ravit_keras.model import RAViT
 from ravit_keras.training.recipes import AUGMENTATION_FIELDS, RECIPES, STRONG_RECIPE, recipe_settings  # noqa: F401
 
 DTYPE_POLICIES = ("float32", "mixed_bfloat16")
+
+
+def set_random_seed(seed: int) -> None:
+    """``keras.utils.set_random_seed`` without importing TensorFlow on another backend.
+
+    Keras's seeds TensorFlow too whenever it can be imported, importing it; on JAX the
+    data is NumPy (``data.batches``) and only Python's, NumPy's and Keras's own global
+    seeds matter, set here as Keras sets them.
+    """
+    if keras.backend.backend() == "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)  # Re-made from the seed.
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 @dataclasses.dataclass(frozen=True)
