@@ -71,12 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute precision of training (weights stay float32; the saved model is float32)")
     p.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
                    help="XLA-compile the training step; auto: on for float32, off for mixed_bfloat16 "
-                        "(faster so on the CPUs measured, see BENCHMARKS.md)")
+                        "(faster so on the CPUs measured, see BENCHMARKS.md); on JAX always on (jit)")
     p.add_argument("--calibration-holdout", type=float, default=runs.DEFAULT_CALIBRATION_HOLDOUT,
                    help="share of each class's training images kept out of training, on which eval and "
                         "convert calibrate the early-exit thresholds (0: none)")
     p.add_argument("--devices", type=positive_int, default=1, help="train with MirroredStrategy on N devices")
-    p.add_argument("--backend", choices=BACKENDS,
+    # Checked by cli.backend (one line naming it), not argparse's usage block.
+    p.add_argument("--backend", metavar="{" + ",".join(BACKENDS) + "}",
                    help="Keras backend to train on (default: Keras's own setting, KERAS_BACKEND or keras.json); "
                         "jax trains without TensorFlow (NumPy input, augmentation inside the jitted step)")
 

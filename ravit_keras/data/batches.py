@@ -43,6 +43,7 @@ class SplitBatches(keras.utils.PyDataset):
         seed: seeds the order and the augmentation.
         shard_index, num_shards: this process's share of each global batch
             (rows ``[shard_index * B / num_shards, (shard_index + 1) * B / num_shards)``).
+        with_seeds: False gives the bare images as ``x`` (a RAViT's own input: predict).
         **kwargs: ``keras.utils.PyDataset``'s ``workers``, ``use_multiprocessing``,
             ``max_queue_size``.
 
@@ -52,7 +53,7 @@ class SplitBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, split, image_size, exit_names, batch_size: int, *, training: bool, seed: int = 0,
-                 shard_index: int = 0, num_shards: int = 1, **kwargs):
+                 shard_index: int = 0, num_shards: int = 1, with_seeds: bool = True, **kwargs):
         super().__init__(**kwargs)
         if split._arrays is None and split._files is None:
             raise DatasetError("This dataset is a TensorFlow Datasets pipeline (tfds:NAME), which only the "
@@ -75,6 +76,7 @@ class SplitBatches(keras.utils.PyDataset):
         self.seed = int(seed)
         self.shard_index, self.num_shards = int(shard_index), int(num_shards)
         self.epoch = 0
+        self.with_seeds = bool(with_seeds)
         self._labels = np.asarray(split._arrays[1] if split._arrays is not None else split._files[1], np.int32)
 
     @property
@@ -111,8 +113,14 @@ class SplitBatches(keras.utils.PyDataset):
         seeds = self.batch_seeds(self.epoch, index)[:len(rows)]
         rows, seeds = self.shard_rows(rows), self.shard_rows(seeds)
         labels = self._labels[rows]
-        return ({"images": read_rows(self.split, rows, self.image_size), "seeds": seeds},
-                {name: labels for name in self.exit_names})
+        images = read_rows(self.split, rows, self.image_size)
+        x = {"images": images, "seeds": seeds} if self.with_seeds else images
+        return x, {name: labels for name in self.exit_names}
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int32 [N]: every example's label, in the split's order."""
+        return self._labels
 
 
 def read_rows(split, rows, image_size=None) -> np.ndarray:
@@ -126,6 +134,19 @@ def read_rows(split, rows, image_size=None) -> np.ndarray:
             image = images.resize(image, image_size)
         out[k] = image
     return out
+
+
+def decoded(split):
+    """``split`` with its image files decoded once into memory (Pillow; ``DataSplit.cached``
+    without TensorFlow): JPEG decoding then takes no CPU from training. Arrays: as they are."""
+    if split._files is None:
+        return split
+    if split.image_size is None:
+        raise ValueError("The images of this split vary in size: load it with an image_size first.")
+    from ravit_keras.data.split import split_from_arrays
+
+    x = read_rows(split, np.arange(split.num_examples))
+    return split_from_arrays(x, np.asarray(split._files[1]), split.class_names, None)
 
 
 class EpochSetter(keras.callbacks.Callback):

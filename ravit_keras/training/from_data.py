@@ -104,14 +104,14 @@ def _train_from_data(config, source, out_dir, training, *, arch, num_classes, ca
         # The head is sized for the data, not for the architecture's dataset.
         config = config.replace(num_classes=train_split.num_classes)
     config = choose_normalization(config, arch, source.data, train_split, normalization, notes)
-    train_ds = _batches(train_split, config, training, training=True, on_tf_data=on_tf_data)
+    train_ds = fit_batches(train_split, config, training, training=True)
     from ravit_keras.train import check_steps_per_epoch
 
     check_steps_per_epoch(training.steps_per_epoch, train_ds)
     val_ds = None
     if validate:
         val_split = source.load("test", config.image_size, config.num_classes, limit_test)
-        val_ds = _batches(val_split, config, training, training=False, on_tf_data=on_tf_data)
+        val_ds = fit_batches(val_split, config, training, training=False)
     recipe = recipe_name(dataclasses.asdict(training), config.drop_path_rate)
     notes(f"Training RAViT {config.layer_spec} ({config.name}) on {train_split.num_examples} "
           f"images from {source.data} for {training.epochs} epochs ({recipe} recipe) -> {out_dir}")
@@ -123,10 +123,13 @@ def _train_from_data(config, source, out_dir, training, *, arch, num_classes, ca
     return model, history, config
 
 
-def _batches(split, config: RAViTConfig, recipe: TrainingConfig, *, training: bool, on_tf_data: bool):
-    """The split's batches for fit: a tf.data pipeline (TensorFlow), else NumPy ``SplitBatches``
-    that the training step augments (``training/in_step.py``)."""
-    if on_tf_data:
+def fit_batches(split, config: RAViTConfig, recipe: TrainingConfig, *, training: bool):
+    """A split's batches for ``train`` (``training``) or its validation data, by Keras backend:
+    a tf.data pipeline on TensorFlow, else NumPy ``SplitBatches`` that the training step
+    augments (``training/in_step.py``)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
         from ravit_keras.data import make_pipeline
 
         if training:
