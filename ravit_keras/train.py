@@ -60,6 +60,7 @@ from ravit_keras.training.recipe import (  # noqa: F401
     exit_losses,
     make_optimizer,
     set_random_seed,
+    tensorflow_left_out,
 )
 
 
@@ -229,7 +230,8 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.partial.keras")
     try:
-        model.save(tmp)
+        with tensorflow_left_out():  # On JAX, Keras's saving would import TensorFlow to probe for it.
+            model.save(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # A kill (SIGTERM, Ctrl-C) or a full disk leaves no partial file.

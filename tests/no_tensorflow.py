@@ -15,8 +15,10 @@ def prelude(blocked=BLOCKED) -> str:
     return (
         "import sys\n"
         "class Block:\n"
+        "    tried = []  # Every blocked import asked for, even one the asker caught.\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         f"        if name.split('.')[0] in {tuple(blocked)!r}:\n"
+        "            Block.tried.append(name)\n"
         "            raise ImportError('blocked: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
     )

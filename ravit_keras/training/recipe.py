@@ -9,7 +9,9 @@ paper's (the default), and ``strong``, the small-ViT regularisation of SPT_LSA_V
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sys
 from typing import Any
 
 import keras
@@ -107,6 +109,28 @@ class TrainingConfig:
     def augmentation(self) -> Augmentation:
         """The augmentations beyond the paper's pad-crop-flip (``make_pipeline(augmentation=)``)."""
         return Augmentation(**{f: getattr(self, f) for f in AUGMENTATION_FIELDS})
+
+
+@contextlib.contextmanager
+def tensorflow_left_out():
+    """On a backend other than TensorFlow, with TensorFlow not loaded: Keras's saving asks
+    whether TensorFlow is available (``module_utils.tensorflow.available``, for
+    ``tf.TensorShape``-like objects) and imports it to answer. With TensorFlow not loaded no
+    object can be one of its types, so "not available" is the exact answer for the block and
+    the process stays without TensorFlow. Elsewhere (or on a Keras without that probe): no-op."""
+    try:
+        from keras.src.utils.module_utils import tensorflow as lazy
+    except ImportError:
+        lazy = None
+    if (keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules or lazy is None
+            or getattr(lazy, "_available", True) is not None):
+        yield
+        return
+    lazy._available = False
+    try:
+        yield
+    finally:
+        lazy._available = None  # Asked again (and imported) only if something needs TensorFlow later.
 
 
 def make_optimizer(
