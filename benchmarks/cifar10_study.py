@@ -7,6 +7,10 @@ of accuracy vs MFLOPs. Re-running resumes unfinished trainings.
 
     python benchmarks/cifar10_study.py --data ../shared/data-materialised/cifar-10-batches-py \
         --epochs 3 --out runs/cifar10_study
+    python benchmarks/cifar10_study.py --backend jax ...   # Keras on JAX: no TensorFlow imported
+
+``--backend`` (default: Keras's own setting) is read from the command line before
+Keras is imported; on JAX the data are NumPy batches augmented inside the step.
 """
 
 from __future__ import annotations
@@ -19,12 +23,18 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ravit_keras.cli.backend import BACKENDS, backend_flag  # noqa: E402
+
+if backend_flag(["train", *sys.argv[1:]]) in BACKENDS:  # Before Keras is imported.
+    os.environ["KERAS_BACKEND"] = backend_flag(["train", *sys.argv[1:]])
 
 import numpy as np  # noqa: E402
 
 from ravit_keras import exits  # noqa: E402
 from ravit_keras.config import format_layers, get_config  # noqa: E402
-from ravit_keras.data import load_split, make_pipeline  # noqa: E402
+from ravit_keras.data import load_split  # noqa: E402
 from ravit_keras.evaluation import evaluate_logits, predict_exit_logits  # noqa: E402
 from ravit_keras.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
 from ravit_keras.model import (  # noqa: E402
@@ -40,6 +50,7 @@ from ravit_keras.train import (  # noqa: E402
     train,
     training_seconds,
 )
+from ravit_keras.training.from_data import fit_batches  # noqa: E402
 
 # name -> config changes. "LIT": the first full-resolution layer of RAViT 1-3 is an
 # attention-free MLP block (LIT, "Less is More: Pay Less Attention"). "w25-75": exit
@@ -60,18 +71,17 @@ MODELS = {
 
 
 def measure_throughput(config, batch_size: int, steps: int, seed: int = 0) -> float:
-    """Training images/s of ``config`` on random data, after one warm-up call."""
-    import tensorflow as tf
-
+    """Training images/s of ``config`` on random data, after one warm-up call (in-memory arrays:
+    Keras batches them on either backend, without tf.data on JAX)."""
     model = compile_ravit(RAViT(config), make_optimizer(1e-3, 0.05, 1000, 10))
     rng = np.random.default_rng(seed)
     x = rng.uniform(0, 255, (batch_size * steps, *config.image_size, 3)).astype("float32")
     y = rng.integers(0, config.num_classes, len(x))
-    ds = tf.data.Dataset.from_tensor_slices((x, {n: y for n in config.exit_names}))
-    ds = ds.batch(batch_size).prefetch(2)
-    model.fit(ds.take(2), epochs=1, verbose=0)  # Compiles the XLA step.
+    labels = {n: y for n in config.exit_names}
+    model.fit(x[:2 * batch_size], {n: v[:2 * batch_size] for n, v in labels.items()}, batch_size=batch_size,
+              epochs=1, verbose=0, shuffle=False)  # Compiles the XLA step.
     start = time.perf_counter()
-    model.fit(ds, epochs=1, verbose=0)
+    model.fit(x, labels, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
     return len(x) / (time.perf_counter() - start)
 
 
@@ -95,6 +105,8 @@ def add_recipe_arguments(p: argparse.ArgumentParser, *, epochs: int, batch_size:
     p.add_argument("--limit-train", type=int, help="use only the first N training images")
     p.add_argument("--dtype-policy", default="float32", choices=("float32", "mixed_bfloat16"))
     p.add_argument("--xla", default="auto", choices=("auto", "on", "off"))
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="Keras backend (default: Keras's own setting); read before Keras is imported")
 
 
 def _describe_layers(config) -> str:
@@ -139,7 +151,7 @@ def run_study(base, models: dict, train_split, test_split, args, out: Path, data
             print(f"{name}: {entry['train_images_per_s']:.1f} training images/s", flush=True)
         if not (run / MODEL_FILE).exists():
             start = time.perf_counter()
-            ds = make_pipeline(train_split, config, args.batch_size, training=True, seed=0)
+            ds = fit_batches(train_split, config, recipe, training=True)
             train(config, ds, run, recipe, verbose=2, class_names=train_split.class_names)
             # Wall time of this call (XLA compilation and saving included); a resumed
             # run counts just the epochs it ran, hence the epoch times below.

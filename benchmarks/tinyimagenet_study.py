@@ -11,6 +11,8 @@ unfinished trainings; writes ``OUT/results.{json,md}`` and a plot.
     python ../shared/data/materialize.py tinyimagenet /tmp/data
     python benchmarks/tinyimagenet_study.py --data /tmp/data/tiny-imagenet-200 \
         --epochs 8 --out runs/tinyimagenet_study   # the run in BENCHMARKS.md section 4
+
+``--backend jax`` trains on Keras's JAX backend without TensorFlow (see cifar10_study.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from cifar10_study import add_recipe_arguments, run_study, select_models  # noqa
 
 from ravit_keras.config import get_config  # noqa: E402
 from ravit_keras.data import load_split  # noqa: E402
+from ravit_keras.data.batches import decoded  # noqa: E402
 
 MODELS = {"RAViT 2-0-3": {"layers": "2-0-3"}, "ViT-3": {"layers": "0-0-3"}, "ViT-4": {"layers": "0-0-4"}}
 
@@ -48,8 +51,12 @@ def main(argv=None) -> int:
         hidden_dim=args.hidden_dim, mlp_dim=args.mlp_dim, num_heads=args.num_heads
     )
     split_args = dict(holdout_fraction=args.holdout_fraction, seed=0)
-    # Decoded once and kept in memory: JPEG decoding would otherwise take CPU from training.
-    train_split = load_split(args.data, "train", num_examples=args.limit_train, **split_args).cached()
+    import keras  # Here: cifar10_study's import has set the --backend.
+
+    # Decoded once and kept in memory: JPEG decoding would otherwise take CPU from training
+    # (tf.data's cache on TensorFlow; NumPy arrays, decoded with Pillow, on other backends).
+    train_split = load_split(args.data, "train", num_examples=args.limit_train, **split_args)
+    train_split = train_split.cached() if keras.backend.backend() == "tensorflow" else decoded(train_split)
     test_split = load_split(args.data, "test", **split_args)
     title = f"Tiny ImageNet (holdout), d={args.hidden_dim}"
     run_study(base, models, train_split, test_split, args, Path(args.out), title)

@@ -33,10 +33,21 @@ def predict_exit_logits(model, data, batch_size: int = 256,
             of ``(images, labels-or-dict)``, or a uint8/float array of images
             (labels are then ``None``).
     """
-    from ravit_keras.data import DataSplit, make_pipeline
+    import keras
+
+    from ravit_keras.data import DataSplit
 
     names = model.ravit_config.exit_names
+    if isinstance(data, DataSplit) and keras.backend.backend() != "tensorflow":
+        from ravit_keras.data.batches import SplitBatches  # NumPy and Pillow: no TensorFlow on JAX.
+
+        batches = SplitBatches(data, model.ravit_config.image_size, names, batch_size, training=False,
+                               with_seeds=False)
+        outputs = model.predict(batches, verbose=verbose)
+        return [np.asarray(outputs[n]) for n in names], batches.labels.astype(np.int64)
     if isinstance(data, DataSplit):
+        from ravit_keras.data import make_pipeline
+
         data = make_pipeline(data, model.ravit_config, batch_size, training=False)
     if isinstance(data, np.ndarray):
         outputs = model.predict(data.astype("float32"), batch_size=batch_size, verbose=verbose)

@@ -138,14 +138,23 @@ def _parse_record(path: Path) -> dict[str, Any]:
 
 
 def write_record(out_dir: str | os.PathLike, model: dict[str, Any], training: dict[str, Any],
-                 class_names: Sequence[Any] | None = None, data: dict[str, Any] | None = None) -> Path:
-    """Writes the run record (atomically): model and recipe, and what names the data."""
+                 class_names: Sequence[Any] | None = None, data: dict[str, Any] | None = None,
+                 backend: str | None = None) -> Path:
+    """Writes the run record (atomically): model and recipe (with the Keras ``backend`` it
+    trains on, as ``training.backend``), and what names the data."""
+    if backend is not None:
+        training = {**training, "backend": backend}
     record: dict[str, Any] = {"model": model, "training": training}
     if class_names is not None:
         record["class_names"] = [str(n) for n in class_names]
     if data is not None:
         record["data"] = data
     return atomic_write_json(Path(out_dir) / RECORD_FILE, record)
+
+
+def recorded_backend(run: str | os.PathLike) -> str:
+    """The Keras backend a run trained on; records from before it was kept are TensorFlow's."""
+    return str(read_record(run).get("training", {}).get("backend", "tensorflow"))
 
 
 def copy_record(run: str | os.PathLike, dest: str | os.PathLike) -> None:

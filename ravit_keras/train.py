@@ -8,6 +8,11 @@ after a kill is Keras's ``BackupAndRestore``: finished epochs are never lost.
     training/callbacks.py      NaN guard, CSV log, epoch times, checkpoint
     training/normalization.py  which per-channel mean/std a model normalises with
     training/from_data.py      train_from_data: a data source to a finished run
+    training/in_step.py        augmentation inside the step (non-TensorFlow backends)
+
+Input: on the TensorFlow backend a ``tf.data`` pipeline (``data.make_pipeline``);
+on JAX (and for any backend given them) ``data.batches.SplitBatches``, NumPy batches
+augmented inside the step by ``AugmentedTrainer`` (nothing imports TensorFlow).
     runs.py                    the run folder's file names and record
 """
 
@@ -26,6 +31,7 @@ import keras
 
 from ravit_keras import runs
 from ravit_keras.config import RAViTConfig
+from ravit_keras.data.batches import EpochSetter, SplitBatches
 from ravit_keras.io_utils import folder_lock
 from ravit_keras.model import RAViT
 from ravit_keras.runs import (  # noqa: F401  (the names this module has always exported)
@@ -53,6 +59,8 @@ from ravit_keras.training.recipe import (  # noqa: F401
     compile_ravit,
     exit_losses,
     make_optimizer,
+    set_random_seed,
+    tensorflow_left_out,
 )
 
 
@@ -80,7 +88,8 @@ def train(
     Args:
         config: the architecture.
         train_data: batched ``tf.data.Dataset`` of ``(images, {exit: labels})``
-            (``ravit_keras.data.make_pipeline``).
+            (``ravit_keras.data.make_pipeline``), or ``data.batches.SplitBatches``
+            (NumPy; augmented inside the training step: the JAX backend's input).
         out_dir: run folder. Re-running with the same folder resumes after the
             last finished epoch.
         training: the recipe's hyper-parameters.
@@ -90,7 +99,8 @@ def train(
         strategy: optional ``tf.distribute.Strategy`` (e.g. MirroredStrategy).
         callbacks: extra Keras callbacks.
         jit_compile: XLA on or off; default on, except across several replicas
-            (XLA cannot place a step across MirroredStrategy's logical CPUs).
+            (XLA cannot place a step across MirroredStrategy's logical CPUs). JAX
+            always compiles the step (``jax.jit``).
         class_names: the labels' names, recorded in the run record so that the
             model's answers can be named later (``ravit predict``).
         data_signature: what identifies the training data (source, size, classes);
@@ -124,7 +134,7 @@ def check_steps_per_epoch(steps: int | None, train_data) -> None:
     if not steps:
         return
     try:
-        batches = int(train_data.cardinality())
+        batches = int(_batches_of(train_data))
     except (AttributeError, TypeError):
         return
     if 0 <= batches < steps:
@@ -135,9 +145,12 @@ def check_steps_per_epoch(steps: int | None, train_data) -> None:
 
 def _train(config, train_data, out_dir: Path, training, validation_data, *, steps_per_epoch, strategy, callbacks,
            verbose, jit_compile, class_names, data_signature):
+    backend = keras.backend.backend()
+    jit_compile = _jit_for_backend(backend, training, jit_compile)
+    in_step = _in_step(train_data)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_resume_compatible(out_dir, config, training, data_signature)
-    keras.utils.set_random_seed(training.seed)
+    _check_resume_compatible(out_dir, config, training, data_signature, backend)
+    set_random_seed(training.seed)
 
     steps = steps_per_epoch or training.steps_per_epoch or _cardinality(train_data)
     total_steps = steps * training.epochs
@@ -150,6 +163,10 @@ def _train(config, train_data, out_dir: Path, training, validation_data, *, step
 
     def build():
         model = RAViT(config)
+        if in_step:  # Fit the training-only wrapper; the RAViT inside is what is saved.
+            from ravit_keras.training.in_step import AugmentedTrainer
+
+            model = AugmentedTrainer(model)
         optimizer = make_optimizer(
             training.learning_rate, training.weight_decay, total_steps, warmup_steps,
             training.min_learning_rate_ratio,
@@ -169,16 +186,21 @@ def _train(config, train_data, out_dir: Path, training, validation_data, *, step
         keras.config.set_dtype_policy(previous_policy)
 
     with _disk_errors_named(out_dir):
-        runs.write_record(out_dir, config.to_dict(), dataclasses.asdict(training), class_names, data_signature)
+        runs.write_record(out_dir, config.to_dict(), dataclasses.asdict(training), class_names, data_signature,
+                          backend=backend)
+        # Before the run's callbacks: the checkpoint's resume sets the first epoch, whose order this reads.
+        order = [EpochSetter(train_data)] if in_step else []
         history = model.fit(
             train_data,
             epochs=training.epochs,
             steps_per_epoch=steps_per_epoch or training.steps_per_epoch,
             validation_data=validation_data,
-            callbacks=[*training_callbacks(out_dir), *callbacks],
+            callbacks=[*training_callbacks(out_dir), *order, *callbacks],
             verbose=verbose,
-            shuffle=False,  # The tf.data pipeline shuffles (seeded); Keras would only warn.
+            shuffle=False,  # The input shuffles (seeded, per epoch); Keras would only warn.
         )
+    if in_step:
+        model = model.ravit
     losses = history.history.get("loss", [])
     if losses and not math.isfinite(float(losses[-1])):
         kept = (f"{out_dir / BACKUP_DIR} keeps the last good epoch" if (out_dir / BACKUP_DIR).exists()
@@ -208,7 +230,8 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.partial.keras")
     try:
-        model.save(tmp)
+        with tensorflow_left_out():  # On JAX, Keras's saving would import TensorFlow to probe for it.
+            model.save(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # A kill (SIGTERM, Ctrl-C) or a full disk leaves no partial file.
@@ -234,6 +257,21 @@ def _disk_errors_named(out_dir: Path):
                                  f"training stopped; {kept}.") from None
 
 
+def _in_step(train_data) -> bool:
+    """Whether the data is ``SplitBatches`` (augmented in the step, not in tf.data)."""
+    return isinstance(train_data, SplitBatches)
+
+
+def _jit_for_backend(backend: str, training: TrainingConfig, jit_compile: bool | None) -> bool | None:
+    """JAX compiles the training step always: ``--xla off`` is refused there, auto is on."""
+    if backend != "jax":
+        return jit_compile
+    if training.xla == "off" or jit_compile is False:
+        raise ValueError("--xla off: the JAX backend always compiles the training step (jax.jit); "
+                         "leave the flag out (auto) or give --xla on.")
+    return True
+
+
 def load_run_config(out_dir: str | os.PathLike) -> tuple[RAViTConfig, TrainingConfig]:
     """Reads the model and recipe a training run recorded (``runs.RECORD_FILE``)."""
     data = runs.load_record(out_dir)
@@ -244,9 +282,16 @@ def load_run_config(out_dir: str | os.PathLike) -> tuple[RAViTConfig, TrainingCo
 
 
 def _check_resume_compatible(out_dir: Path, config: RAViTConfig, training: TrainingConfig,
-                             data_signature: dict[str, Any] | None = None):
+                             data_signature: dict[str, Any] | None = None, backend: str | None = None):
     if not runs.has_record(out_dir):
         return
+    old_backend = runs.recorded_backend(out_dir)
+    if backend is not None and old_backend != backend and not runs.is_finished(out_dir):
+        # The two backends read the data in other orders with other augmentation streams (tf.data
+        # vs data.batches): a run continued on the other one would be neither run.
+        raise ValueError(
+            f"{out_dir} holds an unfinished run trained on the {old_backend} backend; resume it with "
+            f"--backend {old_backend} (this process runs {backend}), or use a new output folder.")
     old_config, old_training = load_run_config(out_dir)
     if old_config != config:
         raise ValueError(
@@ -290,8 +335,15 @@ def _check_label_format(dataset, training: TrainingConfig):
                          "give class indices (make_pipeline without one_hot).")
 
 
+def _batches_of(dataset) -> int:
+    """Batches in one pass: a PyDataset's ``num_batches`` or a tf.data ``cardinality``."""
+    if isinstance(dataset, keras.utils.PyDataset):
+        return dataset.num_batches
+    return dataset.cardinality()
+
+
 def _cardinality(dataset) -> int:
-    n = int(dataset.cardinality())
+    n = int(_batches_of(dataset))
     if n < 0:
         raise ValueError(
             "The training dataset has unknown or infinite length; pass steps_per_epoch."

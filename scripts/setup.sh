@@ -51,7 +51,7 @@ if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ pyproject.toml -n
   .venv/bin/python -m pip install -q -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q --no-deps tflite-support==0.4.4 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q --no-deps -e . 2>&1 | grep -v "^WARNING: Location\|BuildBackendWarning\|^ \|^$" || true
-  .venv/bin/python -c "import ravit_keras, tensorflow, keras, ai_edge_litert" 2>/dev/null \
+  .venv/bin/python -c "import ravit_keras, tensorflow, keras, ai_edge_litert, jax" 2>/dev/null \
     || { echo "Installation failed: see the pip output above." >&2; exit 1; }
   touch "$stamp"
 fi

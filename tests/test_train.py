@@ -212,7 +212,7 @@ def test_train_writes_config_log_and_model(finished_run):
     assert not list(out.glob(".*partial*"))  # No half-written files left behind.
 
     recorded = json.loads((out / CONFIG_FILE).read_text())
-    assert recorded == {"model": config.to_dict(), "training": dataclasses.asdict(RUN)}
+    assert recorded == {"model": config.to_dict(), "training": {**dataclasses.asdict(RUN), "backend": "tensorflow"}}
     assert load_run_config(out) == (config, RUN)
 
     rows = _log_rows(out / LOG_FILE)

@@ -11,6 +11,7 @@ on errors. ``run`` and ``predict`` on converted submodels import no TensorFlow.
     model_commands.py  flops, train, eval, convert, bench (Keras models)
     run_commands.py    run, predict, profile (converted submodels)
     common.py          what the commands share (the data flags' source, model loading)
+    backend.py         train's --backend: KERAS_BACKEND set before Keras is imported
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from ravit_keras.cli import backend as _backend  # noqa: E402
+
+_backend.select_from_argv(sys.argv[1:])  # Before any module imports Keras: `ravit train --backend jax`.
 
 from ravit_keras.cli.model_commands import cmd_bench, cmd_convert, cmd_eval, cmd_flops, cmd_train  # noqa: E402
 from ravit_keras.cli.options import MODES  # noqa: E402, F401  (the conversion modes --mode takes)
@@ -112,12 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notices
         logging.getLogger("absl").setLevel(logging.ERROR)  # e.g. the converter's deprecation notes
-        if args.command in _TENSORFLOW_COMMANDS:
-            console.import_tensorflow_quietly()
     # Looked up here, not bound by the parser, so a test can replace a command.
     command = globals()[f"cmd_{args.command}"]
     try:
         with _sigterm_as_interrupt():
+            backend = _backend.select_backend(getattr(args, "backend", None))
+            if not args.verbose and args.command in _TENSORFLOW_COMMANDS and (
+                    args.command != "train" or backend == "tensorflow"):
+                console.import_tensorflow_quietly()
             _check_threads(args)
             return int(command(args) or 0)
     except BrokenPipeError:

@@ -45,10 +45,14 @@ def cmd_flops(args) -> int:
 def cmd_train(args) -> int:
     """Train into a run folder (``train_from_data``)."""
     from ravit_keras import runs
+    from ravit_keras.cli.backend import configured_backend
     from ravit_keras.train import TrainingConfig, distribution_strategy
     from ravit_keras.training.from_data import train_from_data
 
     check_outputs(data_input(args), [("--out", args.out)])
+    if args.xla == "off" and configured_backend() == "jax":
+        raise ValueError("--xla off: the JAX backend always compiles the training step (jax.jit); leave "
+                         "the flag out (auto) or give --xla on.")
     strategy = distribution_strategy(args.devices) if args.devices > 1 else None
     config = config_from_args(args)
     drop_path_rate, recipe = recipe_from_args(args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ravit_keras import runs
+from ravit_keras.cli.backend import BACKENDS
 from ravit_keras.cli.options import (
     CONVERSION_MODES,
     MODES,
@@ -70,11 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute precision of training (weights stay float32; the saved model is float32)")
     p.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
                    help="XLA-compile the training step; auto: on for float32, off for mixed_bfloat16 "
-                        "(faster so on the CPUs measured, see BENCHMARKS.md)")
+                        "(faster so on the CPUs measured, see BENCHMARKS.md); on JAX always on (jit)")
     p.add_argument("--calibration-holdout", type=float, default=runs.DEFAULT_CALIBRATION_HOLDOUT,
                    help="share of each class's training images kept out of training, on which eval and "
                         "convert calibrate the early-exit thresholds (0: none)")
     p.add_argument("--devices", type=positive_int, default=1, help="train with MirroredStrategy on N devices")
+    # Checked by cli.backend (one line naming it), not argparse's usage block.
+    p.add_argument("--backend", metavar="{" + ",".join(BACKENDS) + "}",
+                   help="Keras backend to train on (default: Keras's own setting, KERAS_BACKEND or keras.json); "
+                        "jax trains without TensorFlow (NumPy input, augmentation inside the jitted step)")
 
     p = add("eval", "per-exit accuracy, early-exit routing, threshold sweep, calibration, per-class results",
             [model_parent(), data_parent(), thresholds_parent(), calibration_parent(5000),

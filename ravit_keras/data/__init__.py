@@ -14,6 +14,8 @@
     tiny_imagenet.py  the official tiny-imagenet-200 folder
     image_folder.py   folders of class sub-folders (optionally train/ + test/)
     pipeline.py       make_pipeline (batches for model.fit, augmentation), channel stats
+    augmentation.py   Augmentation: the stronger recipe's settings (no TensorFlow)
+    batches.py        SplitBatches: NumPy batches (a PyDataset) for training without TensorFlow
     augment.py        the stronger recipe's augmentations (Keras's RandAugment, RandomErasing,
                       CutMix, MixUp), seeded statelessly
 
@@ -29,7 +31,7 @@ _EXPORTS = {
     "DataSplit": "split", "SPLITS": "split", "DatasetError": "split", "match_classes": "split",
     "load_split": "loading",
     "make_pipeline": "pipeline", "augment": "pipeline", "compute_channel_stats": "pipeline",
-    "Augmentation": "augment",
+    "Augmentation": "augmentation",
     "generated_class_names": "generated", "GENERATED_COARSE_CLASSES": "generated",
     "GENERATED_FINE_CLASSES": "generated",
     "CIFAR10_CLASS_NAMES": "cifar10",

@@ -72,13 +72,24 @@ def _train_from_data(config, source, out_dir, training, *, arch, num_classes, ca
                      limit_test, validate, normalization, strategy, verbose, notes):
     import keras
 
-    from ravit_keras.data import make_pipeline
     from ravit_keras.data.checks import check_class_names
     from ravit_keras.train import train
+    from ravit_keras.training.recipe import set_random_seed
 
+    on_tf_data = keras.backend.backend() == "tensorflow"
+    if not on_tf_data:
+        from ravit_keras.training.in_step import check_in_step_recipe
+
+        check_in_step_recipe(training.augmentation)
+        if str(source.data).startswith("tfds:"):
+            from ravit_keras.data.errors import DatasetError
+
+            raise DatasetError(f"--data {source.data}: TensorFlow Datasets are read on the TensorFlow backend "
+                               f"only (this run uses {keras.backend.backend()}); use --backend tensorflow, or "
+                               "give the images as an .npz file, a CIFAR-10 folder or an image folder.")
     # tf.data's seeded shuffle and augmentation combine their seed with TF's global
     # seed: fixing it here makes a run depend on the recipe's seed alone.
-    keras.utils.set_random_seed(training.seed)
+    set_random_seed(training.seed)
     train_split = source.load("train", config.image_size, num_classes or config.num_classes, limit_train,
                               calibration_fraction=calibration_holdout, seed=training.seed)
     if train_split.num_examples == 0:
@@ -93,16 +104,14 @@ def _train_from_data(config, source, out_dir, training, *, arch, num_classes, ca
         # The head is sized for the data, not for the architecture's dataset.
         config = config.replace(num_classes=train_split.num_classes)
     config = choose_normalization(config, arch, source.data, train_split, normalization, notes)
-    train_ds = make_pipeline(train_split, config, training.batch_size, training=True, seed=training.seed,
-                             augmentation=training.augmentation)
+    train_ds = fit_batches(train_split, config, training, training=True)
     from ravit_keras.train import check_steps_per_epoch
 
     check_steps_per_epoch(training.steps_per_epoch, train_ds)
     val_ds = None
     if validate:
         val_split = source.load("test", config.image_size, config.num_classes, limit_test)
-        val_ds = make_pipeline(val_split, config, training.batch_size, training=False,
-                               one_hot=training.augmentation.mixes)
+        val_ds = fit_batches(val_split, config, training, training=False)
     recipe = recipe_name(dataclasses.asdict(training), config.drop_path_rate)
     notes(f"Training RAViT {config.layer_spec} ({config.name}) on {train_split.num_examples} "
           f"images from {source.data} for {training.epochs} epochs ({recipe} recipe) -> {out_dir}")
@@ -112,3 +121,22 @@ def _train_from_data(config, source, out_dir, training, *, arch, num_classes, ca
         config, train_ds, out_dir, training, val_ds, strategy=strategy, verbose=verbose,
         class_names=train_split.class_names, data_signature=signature))
     return model, history, config
+
+
+def fit_batches(split, config: RAViTConfig, recipe: TrainingConfig, *, training: bool):
+    """A split's batches for ``train`` (``training``) or its validation data, by Keras backend:
+    a tf.data pipeline on TensorFlow, else NumPy ``SplitBatches`` that the training step
+    augments (``training/in_step.py``)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        from ravit_keras.data import make_pipeline
+
+        if training:
+            return make_pipeline(split, config, recipe.batch_size, training=True, seed=recipe.seed,
+                                 augmentation=recipe.augmentation)
+        return make_pipeline(split, config, recipe.batch_size, training=False, one_hot=recipe.augmentation.mixes)
+    from ravit_keras.data.batches import SplitBatches
+
+    return SplitBatches(split, config.image_size, config.exit_names, recipe.batch_size, training=training,
+                        seed=recipe.seed)

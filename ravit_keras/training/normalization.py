@@ -46,7 +46,12 @@ def choose_normalization(config: RAViTConfig, arch: str, source: str, split, mod
         raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {mode!r}.")
     if mode == "preset" or (mode == "auto" and is_architectures_own_data(arch, source, split)):
         return config
-    from ravit_keras.data import compute_channel_stats
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        from ravit_keras.data import compute_channel_stats
+    else:  # The same statistics with NumPy and Pillow: no TensorFlow on other backends.
+        from ravit_keras.data.batches import numpy_channel_stats as compute_channel_stats
 
     mean, std = compute_channel_stats(split, limit=STATS_IMAGES)
     std = np.maximum(std, 1.0 / 255)  # A flat channel would divide by zero.

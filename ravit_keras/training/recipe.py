@@ -9,17 +9,42 @@ paper's (the default), and ``strong``, the small-ViT regularisation of SPT_LSA_V
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sys
 from typing import Any
 
 import keras
 
 from ravit_keras.config import RAViTConfig
-from ravit_keras.data.augment import Augmentation
+from ravit_keras.data.augmentation import Augmentation
 from ravit_keras.model import RAViT
 from ravit_keras.training.recipes import AUGMENTATION_FIELDS, RECIPES, STRONG_RECIPE, recipe_settings  # noqa: F401
 
 DTYPE_POLICIES = ("float32", "mixed_bfloat16")
+
+
+def set_random_seed(seed: int) -> None:
+    """``keras.utils.set_random_seed`` without importing TensorFlow on another backend.
+
+    Keras's seeds TensorFlow too whenever it can be imported, importing it; on JAX the
+    data is NumPy (``data.batches``) and only Python's, NumPy's and Keras's own global
+    seeds matter, set here as Keras sets them.
+    """
+    if keras.backend.backend() == "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)  # Re-made from the seed.
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +109,28 @@ class TrainingConfig:
     def augmentation(self) -> Augmentation:
         """The augmentations beyond the paper's pad-crop-flip (``make_pipeline(augmentation=)``)."""
         return Augmentation(**{f: getattr(self, f) for f in AUGMENTATION_FIELDS})
+
+
+@contextlib.contextmanager
+def tensorflow_left_out():
+    """On a backend other than TensorFlow, with TensorFlow not loaded: Keras's saving asks
+    whether TensorFlow is available (``module_utils.tensorflow.available``, for
+    ``tf.TensorShape``-like objects) and imports it to answer. With TensorFlow not loaded no
+    object can be one of its types, so "not available" is the exact answer for the block and
+    the process stays without TensorFlow. Elsewhere (or on a Keras without that probe): no-op."""
+    try:
+        from keras.src.utils.module_utils import tensorflow as lazy
+    except ImportError:
+        lazy = None
+    if (keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules or lazy is None
+            or getattr(lazy, "_available", True) is not None):
+        yield
+        return
+    lazy._available = False
+    try:
+        yield
+    finally:
+        lazy._available = None  # Asked again (and imported) only if something needs TensorFlow later.
 
 
 def make_optimizer(
