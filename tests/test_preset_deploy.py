@@ -139,3 +139,37 @@ def test_run_a_preset_as_int8_needs_neither_tensorflow_nor_keras(tmp_path):
         "assert not any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules)\n")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "through 2 int8 submodels" in result.stdout
+
+
+def test_every_preset_file_is_package_data():
+    """A wheel ships each file of each preset folder (pyproject's package-data globs)."""
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+.
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["ravit_keras.presets"]
+    shipped = {p for pattern in patterns for p in presets.PRESETS_DIR.glob(pattern)}
+    for name in CIFAR10_PRESETS:
+        files = {p for p in presets.preset_dir(name).rglob("*") if p.is_file()}
+        assert files <= shipped, sorted(str(p) for p in files - shipped)
+
+
+@pytest.mark.real_data
+def test_run_on_cifar10_leaves_out_the_presets_calibration_images(tmp_path, capsys):
+    """On CIFAR-10's whole test split, `ravit run` reports on the 8,000 images that did not
+    calibrate the shipped thresholds, in order, and says so."""
+    from ravit_keras.cli import main
+    from tests.test_presets import cifar10_test_images
+
+    x, y = cifar10_test_images(10000)
+    names = runs.load_record(presets.preset_dir("ravit_1-3_cifar10"))["class_names"]
+    data = tmp_path / "cifar10.npz"
+    np.savez(data, x_train=x[:10], y_train=y[:10], x_test=x, y_test=y, class_names=np.array(names))
+    answers = tmp_path / "answers.json"
+    assert main(["run", "--model", "preset:ravit_1-3_cifar10", "--data", str(data), "--limit", "20",
+                 "--per-image", str(answers)]) == 0
+    out = capsys.readouterr().out
+    assert "note: reporting on 20 test images: the 2000 that calibrated preset:ravit_1-3_cifar10's" in out
+    reported = runs.ReservedTestImages(2000, 0, 10000).reported_index(10000)[:20]
+    rows = json.loads(answers.read_text())  # One object per image, in the order streamed.
+    assert [r["true_label"] for r in rows] == [names[i] for i in y[reported]]
