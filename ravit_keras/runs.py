@@ -304,6 +304,17 @@ class CalibrationPlan:
         """The holdout to carve from the training images (0 when reading the test split)."""
         return self.fraction if self.split in ("calibration", "train") else 0.0
 
+    def record(self, num_images: int, source: str | None = None) -> dict[str, Any]:
+        """The images as a manifest's ``calibration`` entry (``deploy.runtime.calibration_set``):
+        the test images set aside (all of them, however many of them calibrated), else the
+        ``num_images`` that did; ``source`` names the dataset."""
+        entry: dict[str, Any] = {"source": source, "split": self.split, "images": int(num_images)}
+        if self.test_images is not None:
+            entry.update(self.test_images.to_record())
+        elif self.split == "calibration":
+            entry.update(seed=self.seed, fraction=self.fraction)
+        return {k: v for k, v in entry.items() if v is not None}
+
     @property
     def description(self) -> str:
         """What the images are, as reports and manifests state it."""

@@ -15,14 +15,16 @@ this writes ``ravit_keras/presets/NAME/``, a run folder (``ravit_keras.runs``):
                   test images set aside (seed 0) and figures reported on the other 8,000
     log.csv       what the run recorded: every 50 epochs the training loss and each
                   exit's test top-1 (as val_exit_i_accuracy; mixed_bfloat16)
-    card.json     how it was made (script, command, host, versions, both seeds), the
+    card.json     how it was made (script, command, host, versions, both seeds; in words
+                  and commands a user can follow, no paths of this machine), the
                   project's own command that would reproduce it, and the top-1
                   re-measured here with TensorFlow through the project's pipeline: on all
                   10,000 test images, on the 8,000 reported ones, and on the first 500
                   (which ``tests/test_presets.py`` re-measures)
 
 Deterministic given the study files and the dataset; run it once per change (it
-predicts the 10,000 test images with every model: a few minutes on 2 CPU cores).
+predicts the 10,000 test images with every model: a few minutes on 2 CPU cores), then
+``scripts/ship_presets.py`` (each preset's int8 submodels and metadata.json).
 """
 
 from __future__ import annotations
@@ -61,8 +63,19 @@ TRAIN_FLAGS = {
     "RAViT 1-3 LIT": "--layers 1-3 --mlp-layers 0-1",
 }
 RESERVED = runs.ReservedTestImages(images=2000, seed=0, of=10000)
-DATA_DESCRIPTION = ("CIFAR-10 from ../shared/data/cifar10_compact.npz (official split; most images recovered "
-                    "from JPEG q75, see its README): trained on all 50,000 training images")
+DATA_DESCRIPTION = (
+    "CIFAR-10, the official split (https://www.cs.toronto.edu/~kriz/cifar.html, what keras.datasets.cifar10 "
+    "downloads): trained on all 50,000 training images. The copy the study read kept the original pixels of "
+    "8,068 training and 4,599 test images and had the rest recovered from JPEG copies (quality 75, about "
+    "30.5 dB PSNR), so accuracies may sit slightly below what the original images give")
+# The run record's data source: a name, not a path on the machine that made it.
+DATA_SOURCE = "CIFAR-10 (official split)"
+SCRIPT = ("gpu_paper_budget.py, the GPU study's training script (not distributed with the package): it builds "
+          "each model with this package's ravit_keras.model.RAViT and get_config('cifar10') and trains it with "
+          "the recipe below; 'reproduce' is this package's own command for the same run")
+MEASURE_COMMAND = ("python scripts/import_gpu_study.py --study STUDY_DIR --data path/to/cifar-10-batches-py "
+                   "(STUDY_DIR: the study's results_seed0.json, results_seed1.json and .keras files), then "
+                   "python scripts/ship_presets.py --data path/to/cifar-10-batches-py (int8/ and metadata.json)")
 STUDY_COMMAND = (
     'python gpu_paper_budget.py --data cifar10_compact.npz --code code --out OUT '
     '--models "ViT-3,ViT-4,RAViT 1-3,RAViT 1-3 LIT,RAViT 1-3 w25-75" --max-epochs 400 '
@@ -193,7 +206,7 @@ def main(argv=None) -> int:
             "mflops": 2 * model_macs(config) / 1e6,
             "data": DATA_DESCRIPTION,
             "command": STUDY_COMMAND,
-            "script": "../shared/gpu_study/gpu_paper_budget.py (its README: the recipe and the whole study)",
+            "script": SCRIPT,
             "host": TRAINING_HOST,
             "train_seconds": round(float(results[0]["train_seconds"]), 1),
             "train_seconds_note": "all five models of the study together, on the H200",
@@ -208,8 +221,7 @@ def main(argv=None) -> int:
                                    "are calibrated on these test images and every early-exit figure is "
                                    "reported on the other 8,000"},
             "measured_on": cpu_description() + f", TensorFlow backend, Keras {keras.__version__}",
-            "measure_command": "python scripts/import_gpu_study.py --study ../shared/gpu_study --data "
-                               "runs/data/cifar-10-batches-py",
+            "measure_command": MEASURE_COMMAND,
             "test_images": int(len(labels)),
             "test_top1": per_exit[-1],
             "test_top1_per_exit": per_exit,
@@ -218,7 +230,7 @@ def main(argv=None) -> int:
                       "top1_last_exit": float(np.mean(logits[-1][:n].argmax(-1) == labels[:n]))},
         }
         data = runs.data_signature(
-            "../shared/data/cifar10_compact.npz", 50000, test.class_names, holdout_fraction=0.1,
+            DATA_SOURCE, 50000, test.class_names, holdout_fraction=0.1,
             calibration_holdout=0.0)
         data["calibration"] = RESERVED.to_record()
         out = PRESETS_DIR / name

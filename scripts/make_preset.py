@@ -1,13 +1,14 @@
 """Turns a finished training run into a preset that ships in ``ravit_keras/presets/``.
 
     python scripts/make_preset.py runs/study/RAViT_1-3 ravit_1-3_cifar10 \
-        --data runs/data/cifar-10-batches-py --command "python benchmarks/cifar10_study.py ..."
+        --data runs/data/cifar-10-batches-py --command "python benchmarks/cifar10_study.py ..." \
+        --data-description "CIFAR-10, the official split (what keras.datasets.cifar10 downloads)"
 
 Writes ``ravit_keras/presets/NAME/``, a run folder (``ravit_keras.runs``): the model
 (float32 weights, no optimizer state: the one weights file, at most 5 MB), the run's
-record and training log, and ``card.json`` with the data, the command, the host, the test-set top-1 (overall
-and per exit) and the top-1 on the first ``--check-images`` test images, which
-``tests/test_presets.py`` re-measures.
+record and training log, ``metadata.json`` (keras-hub's keys) and ``card.json`` with the data,
+the command, the host, the test-set top-1 (overall and per exit) and the top-1 on the first
+``--check-images`` test images, which ``tests/test_presets.py`` re-measures.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ravit_keras.config import format_layers  # noqa: E402
 from ravit_keras.deploy.measurement.profiling import cpu_description  # noqa: E402
 from ravit_keras.io_utils import atomic_directory  # noqa: E402
 from ravit_keras.presets import CARD_FILE, PRESETS_DIR  # noqa: E402
+from ravit_keras.presets.metadata import preset_metadata, write_metadata  # noqa: E402
 from ravit_keras.runs import MODEL_FILE  # noqa: E402
 
 MAX_BYTES = 5 * 1024 * 1024
@@ -35,8 +37,10 @@ def main(argv=None) -> int:
     p.add_argument("run", help="finished training run folder (" + ", ".join(runs.RUN_FILES) + ")")
     p.add_argument("name", help="preset name, e.g. ravit_1-3_cifar10")
     p.add_argument("--data", required=True, help="the dataset the run was trained on (its test split is measured)")
-    p.add_argument("--data-description", default="CIFAR-10 from ../shared/data/cifar10_compact.npz "
-                   "(official split; most images recovered from JPEG q75, see its README)")
+    p.add_argument("--data-description", required=True,
+                   help="the data in words a user can follow (its name, where it comes from), never a path "
+                        "on this machine, e.g. 'CIFAR-10, the official split (what keras.datasets.cifar10 "
+                        "downloads)'")
     p.add_argument("--command", required=True, help="the command that trained the run")
     p.add_argument("--train-seconds", type=float,
                    help="wall time of the training (default: the sum of the run's epoch_times.json, "
@@ -91,7 +95,10 @@ def main(argv=None) -> int:
             raise SystemExit(f"{MODEL_FILE} is {size / 1e6:.1f} MB; presets ship at most {MAX_BYTES / 1e6:.1f} MB.")
         runs.copy_record(run, tmp)
         (tmp / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+        write_metadata(tmp, preset_metadata(model, test.class_names))
     print(json.dumps(card, indent=2))
+    print(f"Next: python scripts/ship_presets.py --data {args.data} --presets {args.name} --no-android "
+          "(its int8 submodels)")
     return 0
 
 

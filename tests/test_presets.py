@@ -53,7 +53,7 @@ def test_the_reference_presets_ship():
 def test_preset_folder_is_complete_and_small(name):
     folder = presets.preset_dir(name)
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["card.json", runs.RECORD_FILE, runs.LOG_FILE, runs.MODEL_FILE])
+        ["card.json", runs.RECORD_FILE, runs.LOG_FILE, runs.MODEL_FILE, "metadata.json", "int8"])
     assert (folder / "model.keras").stat().st_size <= 5 * 1024 * 1024
     card = presets.preset_card(name)
     for field in ("command", "data", "host", "test_top1", "test_top1_per_exit", "check"):

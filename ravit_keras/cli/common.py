@@ -53,6 +53,60 @@ def is_converted(path: str) -> bool:
     return (Path(path) / MANIFEST_FILE).is_file()
 
 
+def select_submodels(args) -> None:
+    """``--mode`` of run and predict: points ``args.model`` at the submodels of that mode
+    that ship with it (``MODEL/MODE/manifest.json``, as every preset ships ``int8/``).
+
+    Without ``--mode``, ``run`` takes a converted ``--model`` as it is, else the int8
+    submodels the model ships; ``predict`` takes ``--model`` as it is. ``--mode keras``
+    (predict) keeps a Keras model.
+
+    Raises:
+        ValueError: the mode is not what a converted ``--model`` holds, or the model
+            ships no submodels of that mode (the message says how to convert it).
+    """
+    import json
+    from pathlib import Path
+
+    from ravit_keras.deploy.runtime.manifest import MANIFEST_FILE
+    from ravit_keras.presets import shipped_submodels
+
+    mode = getattr(args, "mode", None)
+    if mode is None and args.command == "run" and not is_converted(args.model):
+        mode = "int8" if shipped_submodels(args.model, "int8") else None
+    if mode is None or mode == "keras":
+        if mode == "keras" and is_converted(args.model):
+            raise ValueError(f"--mode keras: --model {args.model} holds converted submodels, not a Keras model.")
+        return
+    if is_converted(args.model):
+        try:
+            held = json.loads((Path(args.model) / MANIFEST_FILE).read_text()).get("quantization")
+        except (OSError, ValueError, AttributeError):
+            return  # The scheduler names what is wrong with the manifest.
+        if held != mode:
+            raise ValueError(f"--mode {mode}: --model {args.model} holds {held} submodels.")
+        return
+    shipped = shipped_submodels(args.model, mode)
+    if shipped is None:
+        raise ValueError(f"--mode {mode}: --model {args.model} ships no {mode} submodels ({mode}/{MANIFEST_FILE}); "
+                         f"convert it (ravit convert --model {args.model} --data DATA --mode {mode} --out DIR) "
+                         "and give --model DIR.")
+    args.model = str(shipped)
+
+
+def model_label(args) -> str:
+    """How output names ``--model``: ``preset:NAME`` for a shipped preset (or its submodels),
+    else the folder or file name."""
+    from pathlib import Path
+
+    from ravit_keras.presets import PREFIX, PRESETS_DIR
+
+    path = Path(args.model).resolve()
+    if PRESETS_DIR in path.parents:
+        return PREFIX + path.relative_to(PRESETS_DIR).parts[0]
+    return path.name
+
+
 def thresholds_text(taus) -> str:
     """``[0.1, 0.2]`` with four significant digits."""
     return "[" + ", ".join(f"{t:.4g}" for t in taus) + "]"

@@ -148,6 +148,7 @@ def cmd_convert(args) -> int:
     from ravit_keras.data.source import naming_bad_images
     from ravit_keras.deploy.export.convert import ConversionOptions, convert
     from ravit_keras.deploy.export.mode_selection import convert_fastest
+    from ravit_keras.deploy.runtime.calibration_set import CalibrationSet
 
     if args.mode != "auto" and args.candidates != CONVERSION_MODES:
         raise ValueError("--candidates applies to --mode auto only.")
@@ -161,14 +162,18 @@ def cmd_convert(args) -> int:
         f"{min(args.quantization_images, len(images))} and thresholds from {len(images)} "
         f"{args.data} {cal_where}")
     options = ConversionOptions(num_calibration=args.quantization_images)
+    # The same images as fields: `ravit run` leaves them out of what it reports on.
+    plan = runs.calibration_plan(args.model, args.calibration_split)
+    cal_set = CalibrationSet.from_dict(plan.record(len(images), data_source(args).name))
     if args.mode == "auto":
         manifest = convert_fastest(model, args.out, images, labels, class_names=split.class_names,
-                                   calibration_source=cal_where, candidates=args.candidates,
-                                   options=options, overwrite=args.overwrite)
+                                   calibration_source=cal_where, calibration_set=cal_set,
+                                   candidates=args.candidates, options=options, overwrite=args.overwrite)
     else:
         options.mode = args.mode
         manifest = convert(model, args.out, images, labels, class_names=split.class_names,
-                           calibration_source=cal_where, options=options, overwrite=args.overwrite)
+                           calibration_source=cal_where, calibration_set=cal_set, options=options,
+                           overwrite=args.overwrite)
     print(f"Wrote {len(manifest.exits)} {manifest.quantization} submodels and manifest.json to "
           f"{args.out}; default thresholds {thresholds_text(manifest.default_thresholds)}")
     return 0

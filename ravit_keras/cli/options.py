@@ -47,12 +47,13 @@ def conversion_modes(text: str) -> tuple[str, ...]:
 
 
 def model_path(text: str) -> str:
-    """A --model value: a path, or ``preset:NAME`` for a trained model that ships with the package."""
+    """A --model value: a path, ``preset:NAME`` for a trained model that ships with the package, or
+    ``hf://OWNER/REPO`` / ``kaggle://...`` for a preset folder on a hub (downloaded once, then cached)."""
     from ravit_keras.presets import resolve_model_path
 
     try:
         return resolve_model_path(text)
-    except LookupError as e:
+    except (LookupError, ValueError) as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
@@ -255,9 +256,9 @@ def model_parent() -> argparse.ArgumentParser:
     """--model: what a command reads (its description says which kinds it takes)."""
     p = _parent()
     p.add_argument("--model", required=True, type=model_path,
-                   help="the model: a .keras file, a training run folder or preset:NAME (a trained model "
-                        "that ships), or a folder written by ravit convert; the command's description says "
-                        "which it takes")
+                   help="the model: a .keras file, a training run folder, preset:NAME (a trained model "
+                        "that ships), hf://OWNER/REPO or kaggle://... (a preset folder on a hub), or a folder "
+                        "written by ravit convert; the command's description says which it takes")
     return p
 
 

@@ -28,6 +28,8 @@ from ravit_keras.cli.options import (
 # What --model takes, by command (appended to the command's description).
 KERAS_MODEL = "--model: a .keras file, a training run folder or preset:NAME."
 CONVERTED = "--model: a folder written by ravit convert."
+SHIPPED = ("A preset (preset:NAME, a preset folder, hf://OWNER/REPO) ships its int8 submodels: "
+           "--mode int8 runs them, no dataset needed.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("run", "the device-emulating scheduler over a labelled dataset, one image at a time",
             [model_parent(), data_parent(), threads_parent(), thresholds_parent(), progress_parent(),
-             out_parent("the report (with per-class figures) as JSON")], CONVERTED)
+             out_parent("the report (with per-class figures) as JSON")], CONVERTED + " " + SHIPPED)
+    p.add_argument("--mode", choices=CONVERSION_MODES,
+                   help="the submodels of this mode that ship with --model (a preset: int8); default: "
+                        "--model itself when it is converted, else the int8 submodels it ships")
     p.add_argument("--split", default="test", help="split streamed")
     p.add_argument("--limit", type=positive_int, help="stream only the first N images")
     g = p.add_argument_group("other operating points (at most one, and not with --thresholds; "
@@ -132,7 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
             [model_parent(), threads_parent(), thresholds_parent(), progress_parent(),
              out_parent("the answers as .csv or .json (default: print them)")],
             "--model: a folder written by ravit convert (runs the scheduler), or a .keras file, training run "
-            "folder or preset:NAME.")
+            "folder or preset:NAME. " + SHIPPED)
+    p.add_argument("--mode", choices=("keras",) + CONVERSION_MODES,
+                   help="keras: the Keras model; a conversion mode: the submodels of that mode that ship "
+                        "with --model (a preset: int8); default: --model as it is")
     p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
     p.add_argument("--top-k", type=positive_int, default=3, help="labels and probabilities per image")
     p.add_argument("--skip-bad-images", action="store_true",

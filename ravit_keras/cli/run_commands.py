@@ -19,8 +19,10 @@ from ravit_keras.cli.common import (
     is_converted,
     load_model,
     model_input,
+    model_label,
     path_input,
     say,
+    select_submodels,
     thresholds_text,
 )
 
@@ -68,11 +70,13 @@ def _overhead_text(report) -> str:
 def cmd_run(args) -> int:
     """Stream a labelled split through the scheduler; report, answers and plots."""
     from ravit_keras.console import Progress
+    from ravit_keras.data.calibration import load_reported_converted
     from ravit_keras.data.source import matched
     from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
     from ravit_keras.exits import format_per_class
     from ravit_keras.io_utils import atomic_write_json, check_writable_file
 
+    select_submodels(args)
     outputs = ("out", "per_image", "plot", "per_class_plot", "confusion_plot")
     check_outputs(model_input("--model", args.model) + data_input(args),
                   [("--" + flag.replace("_", "-"), getattr(args, flag)) for flag in outputs])
@@ -88,7 +92,12 @@ def cmd_run(args) -> int:
     _scheduler_thresholds(args, sched)
     m = sched.manifest
     shape = (m.image.height, m.image.width)
-    loaded = data_source(args).load(args.split, shape, m.num_classes, args.limit)
+    # Figures on the test split leave out the images the manifest's thresholds were
+    # calibrated on (as `ravit eval` does from a run record), unless thresholds are given by hand.
+    calibrating = args.thresholds is None or any(t > 0 for t in args.thresholds)
+    loaded, _ = load_reported_converted(data_source(args), m.calibration, args.split, image_size=shape,
+                                        num_classes=m.num_classes, limit=args.limit, calibrating=calibrating,
+                                        model_name=model_label(args), notes=say)
     split = matched(loaded, sched.labels, f"{args.data} {args.split}", say)
     if split.num_examples == 0:
         raise ValueError(f"The {args.split} split of {args.data} holds no images.")
@@ -141,6 +150,7 @@ def cmd_predict(args) -> int:
     from ravit_keras import images as image_io
     from ravit_keras import prediction
 
+    select_submodels(args)
     inputs = model_input("--model", args.model)
     for path in args.images:
         inputs += path_input("image path", path)

@@ -97,3 +97,35 @@ def load_reported(source: DataSource, model_path: str | os.PathLike, split: str,
     notes(f"note: reporting on {reported.num_examples} test images: the {reserved.images} that calibrate "
           f"{Path(str(model_path)).name}'s thresholds (seed {reserved.seed}) are left out")
     return reported, reserved.images
+
+
+def load_reported_converted(source: DataSource, calibration, split: str, *, image_size, num_classes: int,
+                            limit: int | None = None, calibrating: bool = True, model_name: str = "the model",
+                            notes: Callable[[str], None] = _say):
+    """``load_reported`` for converted submodels: the manifest's ``calibration`` entry
+    (``deploy.runtime.calibration_set.CalibrationSet``, None when it has none) names the
+    images to leave out instead of a run record.
+
+    Returns:
+        ``(DataSplit, excluded)``: the split and how many images were left out (0: none).
+    """
+    if calibration is None or calibration.split != "test" or split != "test":
+        return source.load(split, image_size, num_classes, limit), 0
+    full = source.load(split, image_size, num_classes)
+    index = calibration.excluded_index(split, full.num_examples)
+    where = f"{model_name}'s thresholds were calibrated on {calibration.description}"
+    if index is None:
+        notes(f"note: {where}; this test split has {full.num_examples} images, so it is another one and "
+              "none are left out")
+        return full.take(limit), 0
+    if not calibrating:
+        notes(f"note: {where}; with thresholds given by hand all {full.num_examples} test images are reported")
+        return full.take(limit), 0
+    import numpy as np
+
+    keep = np.ones(full.num_examples, bool)
+    keep[index] = False
+    reported = full.subset(np.flatnonzero(keep)).take(limit)
+    notes(f"note: reporting on {reported.num_examples} test images: the {len(index)} that calibrated "
+          f"{model_name}'s thresholds are left out ({calibration.description})")
+    return reported, int(len(index))

@@ -37,6 +37,16 @@ class DataSource:
     warn: Callable[[str], None] | None = None
 
     @property
+    def name(self) -> str:
+        """The dataset without its local folder ("generated", "tfds:NAME", or the file or folder
+        name): what a shipped manifest may record about it."""
+        if self.is_generated or self.data.startswith("tfds:"):
+            return self.data
+        from pathlib import Path
+
+        return Path(self.data).name or self.data
+
+    @property
     def is_generated(self) -> bool:
         """The generated dataset, whose size is the number of images drawn."""
         return self.data == "generated"

@@ -11,6 +11,13 @@ that takes a run folder takes a preset: ``ravit convert --model preset:NAME``.
     >>> from ravit_keras.presets import from_preset
     >>> model = from_preset("ravit_1-3_cifar10")   # a trained RAViT, ready to convert
 
+Each preset also ships ``metadata.json`` (keras-hub's keys: ``presets.metadata``) and
+its int8 submodels in ``int8/`` (``manifest.json`` + ``branch_*.tflite``, converted by
+``ravit convert`` with the thresholds calibrated on the images the card names), so
+``ravit run``/``predict --model preset:NAME --mode int8`` need no dataset.
+``from_preset`` and ``--model`` also take a local preset folder and ``hf://`` /
+``kaggle://`` locations (``presets.locations``).
+
 This module imports no TensorFlow until ``from_preset`` loads a model.
 """
 
@@ -20,7 +27,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ravit_keras.presets.locations import PresetLocationError, check_preset_folder, download, is_hub_location
 from ravit_keras.runs import MODEL_FILE
+
+__all__ = ["PRESETS_DIR", "PREFIX", "CARD_FILE", "MANIFEST_FILE", "PresetLocationError", "available_presets",
+           "preset_dir", "preset_card", "locate", "from_preset", "resolve_model_path", "shipped_submodels"]
+
+MANIFEST_FILE = "manifest.json"  # deploy.runtime.manifest.MANIFEST_FILE, without importing the runtime.
 
 PRESETS_DIR = Path(__file__).resolve().parent
 PREFIX = "preset:"
@@ -51,13 +64,45 @@ def preset_card(name: str) -> dict[str, Any]:
     return json.loads((preset_dir(name) / CARD_FILE).read_text())
 
 
+def locate(spec: str) -> Path:
+    """The local folder of a preset: a name (``preset:`` prefix allowed), a local preset
+    folder (``model.keras`` + ``config.json``, and ``metadata.json``), or a hub location
+    (``hf://OWNER/REPO``, ``kaggle://OWNER/MODEL/keras/VARIATION``), downloaded on first use.
+
+    Raises:
+        LookupError: no preset has that name.
+        PresetLocationError (a ValueError): a hub location that cannot be read, or a
+            folder that is not a preset.
+    """
+    spec = str(spec)
+    if is_hub_location(spec):
+        return download(spec)
+    if spec.startswith(PREFIX) or spec in available_presets():
+        return preset_dir(spec)
+    folder = Path(spec)
+    if folder.is_dir():
+        return check_preset_folder(folder, spec)
+    return preset_dir(spec)  # Names the presets that exist.
+
+
 def from_preset(name: str):
-    """Loads the trained preset ``name`` as a ``RAViT`` Keras model (uncompiled, float32)."""
+    """Loads a preset as a ``RAViT`` Keras model (uncompiled, float32): a shipped preset's
+    name, a local preset folder, or an ``hf://`` / ``kaggle://`` location (``locate``)."""
     from ravit_keras.model import load_ravit
 
-    return load_ravit(str(preset_dir(name) / MODEL_FILE))
+    return load_ravit(str(locate(name) / MODEL_FILE))
 
 
 def resolve_model_path(spec: str) -> str:
-    """``preset:NAME`` -> that preset's run folder; any other path unchanged."""
-    return str(preset_dir(spec)) if spec.startswith(PREFIX) else spec
+    """``preset:NAME`` -> that preset's run folder; ``hf://`` / ``kaggle://`` -> the downloaded
+    folder; any other path unchanged."""
+    return str(locate(spec)) if spec.startswith(PREFIX) or is_hub_location(spec) else spec
+
+
+def shipped_submodels(model_path: str | Path, mode: str = "int8") -> Path | None:
+    """The folder of the ``mode`` submodels a preset (or any model folder) ships beside its
+    model (``FOLDER/MODE/manifest.json``), or None when it ships none."""
+    folder = Path(model_path)
+    folder = folder if folder.is_dir() else folder.parent
+    converted = folder / mode
+    return converted if (converted / MANIFEST_FILE).is_file() else None

@@ -39,6 +39,14 @@ def test_default_model_is_the_preset_as_int8():
     assert sched.image_dtype == "uint8" and len(sched.submodels) == 2
 
 
+def test_default_model_is_the_same_conversion_as_the_presets_int8_folder():
+    # scripts/ship_presets.py converts the preset once and copies it here: byte for byte.
+    shipped = presets.shipped_submodels(presets.preset_dir(PRESET), "int8")
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(p.name for p in DEFAULT_MODEL.iterdir())
+    for f in shipped.iterdir():
+        assert (DEFAULT_MODEL / f.name).read_bytes() == f.read_bytes(), f.name
+
+
 @pytest.mark.real_data
 def test_default_model_classifies_cifar10():
     x, y = cifar10_test_images(500)

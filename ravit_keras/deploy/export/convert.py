@@ -62,6 +62,7 @@ from ravit_keras.deploy.export.graph import (
 )
 from ravit_keras.deploy.export.metadata import add_metadata
 from ravit_keras.deploy.runtime import policy
+from ravit_keras.deploy.runtime.calibration_set import CalibrationSet
 from ravit_keras.deploy.runtime.manifest import (
     LABELS_FILE,
     MANIFEST_FILE,
@@ -190,6 +191,7 @@ def convert(
     overwrite: bool = False,
     progress: Callable[[str], None] | None = print,
     calibration_source: str = "calibration images",
+    calibration_set: CalibrationSet | None = None,
 ) -> Manifest:
     """Converts a trained ``RAViT`` into submodels + manifest in ``out_dir``.
 
@@ -202,6 +204,8 @@ def convert(
         class_names: labels written to labels.txt (default "class_<i>").
         calibration_source: what the calibration images are, recorded in the
             manifest (``thresholds_calibrated_on``), e.g. "held-out training images".
+        calibration_set: the same as fields (the manifest's ``calibration``), so a runtime
+            can leave those images out of what it reports on; ``used`` is filled in.
 
     Returns:
         The ``Manifest`` (also written as ``out_dir/manifest.json``).
@@ -281,7 +285,9 @@ def convert(
             manifest = dataclasses.replace(
                 manifest, default_thresholds=default, operating_points=points, battery_policy=battery,
                 thresholds_calibrated_on=(f"{len(images)} {calibration_source}, "
-                                          f"logits of these {options.mode} submodels"))
+                                          f"logits of these {options.mode} submodels"),
+                calibration=None if calibration_set is None
+                else dataclasses.replace(calibration_set, used=len(images)))
             (tmp / MANIFEST_FILE).write_text(manifest.dumps())
         load_manifest(tmp)  # Validates what was just written.
     return manifest

@@ -15,6 +15,7 @@ import numpy as np
 
 from ravit_keras.deploy.export.convert import ConversionOptions, convert
 from ravit_keras.deploy.measurement.profiling import cpu_description, interleaved_latency, undelegated_ops
+from ravit_keras.deploy.runtime.calibration_set import CalibrationSet
 from ravit_keras.deploy.runtime.manifest import MANIFEST_FILE, Manifest, load_manifest
 from ravit_keras.deploy.runtime.modes import MODES
 from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
@@ -34,6 +35,7 @@ def convert_fastest(
     overwrite: bool = False,
     progress: Callable[[str], None] | None = print,
     calibration_source: str = "calibration images",
+    calibration_set: CalibrationSet | None = None,
 ) -> Manifest:
     """Converts in every candidate mode and keeps the fastest one that stays accurate.
 
@@ -59,7 +61,7 @@ def convert_fastest(
         for mode in candidates:
             folder = tmp / mode
             convert(model, folder, calibration_images, calibration_labels, class_names=class_names,
-                    calibration_source=calibration_source,
+                    calibration_source=calibration_source, calibration_set=calibration_set,
                     options=dataclasses.replace(options, mode=mode), progress=progress)
             manifest = load_manifest(folder)
             sched = RAViTScheduler(folder)

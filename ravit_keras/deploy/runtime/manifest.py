@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 from ravit_keras.data.checks import check_class_names
 from ravit_keras.deploy.runtime import fields as f
+from ravit_keras.deploy.runtime.calibration_set import CalibrationSet
 from ravit_keras.deploy.runtime.fields import ManifestError
 from ravit_keras.deploy.runtime.modes import MODES
 from ravit_keras.deploy.runtime.policy import BatteryPolicy, OperatingPoint
@@ -26,7 +27,8 @@ from ravit_keras.deploy.runtime.quantization import QUANT_RANGES
 from ravit_keras.exits.uncertainty import validate_thresholds
 
 __all__ = ["MANIFEST_FILE", "LABELS_FILE", "MANIFEST_FORMAT", "MANIFEST_VERSION", "ManifestError",
-           "Manifest", "ExitSpec", "TensorSpec", "ImageSpec", "load_manifest", "submodel_file", "sha256"]
+           "Manifest", "ExitSpec", "TensorSpec", "ImageSpec", "CalibrationSet", "load_manifest", "submodel_file",
+           "sha256"]
 
 MANIFEST_FILE = "manifest.json"
 LABELS_FILE = "labels.txt"
@@ -214,6 +216,7 @@ class Manifest:
     labels_file: str | None = None
     entropy: str | None = None
     thresholds_calibrated_on: str | None = None
+    calibration: CalibrationSet | None = None  # The same images as fields (``calibration_set``).
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # Keys this runtime does not read.
     format: str = MANIFEST_FORMAT
     format_version: int = MANIFEST_VERSION
@@ -230,6 +233,7 @@ class Manifest:
             else [p.to_dict() for p in self.operating_points],
             "battery_policy": self.battery_policy.to_dict(),
             "thresholds_calibrated_on": self.thresholds_calibrated_on,
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
         })
         d.update(self.extra)
         return d
@@ -289,6 +293,7 @@ class Manifest:
             operating_points=points, model=d.get("model"),
             labels_file=None if d.get("labels_file") is None else f.string(d["labels_file"], "labels_file"),
             entropy=d.get("entropy"), thresholds_calibrated_on=d.get("thresholds_calibrated_on"),
+            calibration=None if d.get("calibration") is None else CalibrationSet.from_dict(d["calibration"]),
             extra={k: v for k, v in d.items() if k not in known},
         )
 

@@ -168,6 +168,25 @@ public class ManifestTest {
         assertArrayEquals(new double[] {0.25}, Manifest.parse(m.toString(), "m").defaultThresholds(), 0);
     }
 
+    @Test
+    public void acceptsTheCalibrationEntry() {
+        // The converter records the calibration images as fields (Python reads them for
+        // `ravit run`); the core does not use them and must parse such a manifest unchanged.
+        JsonObject m = goldenJson();
+        JsonObject calibration = new JsonObject();
+        calibration.addProperty("source", "cifar-10-batches-py");
+        calibration.addProperty("split", "test");
+        calibration.addProperty("images", 2000);
+        calibration.addProperty("seed", 0);
+        calibration.addProperty("of", 10000);
+        calibration.addProperty("used", 2000);
+        m.add("calibration", calibration);
+        Manifest parsed = Manifest.parse(m.toString(), "m");
+        Manifest golden = TestSupport.goldenManifest();
+        assertEquals(golden.numExits(), parsed.numExits());
+        assertArrayEquals(golden.defaultThresholds(), parsed.defaultThresholds(), 0);
+    }
+
     // Assets ------------------------------------------------------------------------
 
     @Test
