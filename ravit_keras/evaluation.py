@@ -15,6 +15,7 @@ import numpy as np
 
 from ravit_keras import exits, runs
 from ravit_keras.config import RAViTConfig
+from ravit_keras.exits.intervals import operating_point_interval, resolution_warning
 from ravit_keras.exits.plots import plot_operating_point
 from ravit_keras.io_utils import atomic_write_json
 from ravit_keras.model import flops
@@ -130,7 +131,14 @@ def evaluate_logits(
             "on_evaluation_split": exits.evaluate_exits(
                 exit_logits, labels, chosen["thresholds"], exit_macs
             ),
+            "interval_on_calibration_split": operating_point_interval(
+                cal_logits, cal_labels, exit_macs, chosen["thresholds"], full_macs=macs),
         }
+        if mac_budget is not None:
+            warning = resolution_warning([{"mac_fraction": mac_budget / macs, "thresholds": chosen["thresholds"],
+                                           "interval": report["calibrated"]["interval_on_calibration_split"]}])
+            if warning:
+                report["calibrated"]["warning"] = warning
     names = runs.class_names_or_placeholders(class_names, np.asarray(exit_logits[0]).shape[-1])
     point_name, taus = "no early exit", [0.0] * (len(exit_logits) - 1)
     if thresholds is not None:
@@ -215,6 +223,15 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"accuracy {100 * e['accuracy']:.2f}%, {e['avg_mflops']:.2f} MFLOPs on the evaluation split "
             f"(calibrated on {c['calibrated_on']})"
         )
+        if "interval_on_calibration_split" in c:
+            iv, k = c["interval_on_calibration_split"], c["on_calibration_split"]
+            mflops = [2 * m / 1e6 for m in iv["avg_macs"]]
+            lines.append(
+                f"  on the calibration images: accuracy {100 * k['accuracy']:.2f}% "
+                f"[{100 * iv['accuracy'][0]:.1f}, {100 * iv['accuracy'][1]:.1f}], {k['avg_mflops']:.2f} MFLOPs "
+                f"[{mflops[0]:.2f}, {mflops[1]:.2f}] ({100 * iv['confidence']:g} % intervals)")
+        if "warning" in c:
+            lines.append(f"warning: {c['warning']}")
     if "per_class" in report:
         point = report["operating_point"]["name"]
         lines.append(f"{exits.format_per_class(report['per_class'])}\n"

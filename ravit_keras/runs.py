@@ -42,8 +42,13 @@ RUN_FILES = (RECORD_FILE, LOG_FILE, EPOCH_TIMES_FILE, BACKUP_DIR + "/", MODEL_FI
 # Fewer labelled images than this cannot place a threshold between confident and
 # unsure images: one image alone sets it to ln C.
 MIN_CALIBRATION_IMAGES = 20
+# At most this many labelled images calibrate, in eval, convert and bench alike.
+DEFAULT_CALIBRATION_IMAGES = 5000
 CALIBRATION_SPLITS = ("auto", "calibration", "train", "test")
+# The default calibration holdout (``default_calibration_holdout``): 5 %, >= 500 images, <= 20 %.
 DEFAULT_CALIBRATION_HOLDOUT = 0.05
+CALIBRATION_HOLDOUT_MIN_IMAGES = 500
+CALIBRATION_HOLDOUT_MAX_SHARE = 0.20
 # How many images the generated dataset draws when --limit-train is not given; a
 # run on it records the number, since its holdouts are carved from those images.
 DEFAULT_GENERATED_IMAGES = 2000
@@ -358,6 +363,19 @@ def calibration_plan(model_path: str | os.PathLike, requested: str = "auto") -> 
                          "(train with --calibration-holdout, or pass --calibration-split test).")
     return CalibrationPlan(split, fraction, seed, data.get("generated_images"), note,
                            test_images if split == "test" else None)
+
+
+def default_calibration_holdout(num_train_images: int) -> float:
+    """The share of the training images a run holds out for calibration when none is given.
+
+    ``min(max(5 %, 500 images), 20 %)`` of the ``num_train_images``: 5 % of a large
+    set (2,500 of 50,000), 500 images of a small one (20 % of 2,500), and 20 % of a
+    set under 2,500 images, where 500 would leave too little to train on.
+    """
+    n = int(num_train_images)
+    if n <= 0:
+        raise ValueError(f"num_train_images must be positive, got {num_train_images!r}.")
+    return min(max(DEFAULT_CALIBRATION_HOLDOUT, CALIBRATION_HOLDOUT_MIN_IMAGES / n), CALIBRATION_HOLDOUT_MAX_SHARE)
 
 
 def check_calibration_size(num_images: int) -> None:

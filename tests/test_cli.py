@@ -166,12 +166,15 @@ def test_convert_prints_only_its_own_lines(tflite_trained_ravit, tmp_path, capfd
     lines = [ln for ln in (out + err).splitlines() if ln.strip()]
     # A bare .keras file has no calibration holdout on record: a note says the thresholds are
     # calibrated on training images. Then the plan, 2 branches x 2 modes, 2 timings, the choice,
-    # the result.
+    # the result, the 6 operating points with their intervals (a heading, a header, a row each)
+    # and, on 100 images, one line of warning.
     assert lines[0].startswith("note: the model records no calibration holdout")
-    assert len(lines) == 10, "\n".join(lines)
+    assert len(lines) == 19, "\n".join(lines)
     for noise in ("fully_quantize", "XNNPACK", "deprecated", "WARNING", "retracing", ".partial", "Traceback"):
         assert noise not in out + err
-    assert lines[-1].startswith("Wrote 2 ") and str(tmp_path / "tflite") in lines[-1]
+    assert lines[9].startswith("Wrote 2 ") and str(tmp_path / "tflite") in lines[9]
+    assert lines[10].startswith("operating points on 100 calibration images")
+    assert err.strip().startswith("ravit convert: warning: 100 calibration images are too few")
 
 
 def test_verbose_shows_the_libraries_logs(tflite_float32_folder):

@@ -619,17 +619,21 @@ def test_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch,
 @pytest.mark.slow
 def test_thresholds_are_calibrated_on_images_the_training_never_saw(tmp_path, capsys):
     code, out, _ = _cli(capsys, *TRAIN, "--epochs", "1", "--limit-train", "400", "--out", tmp_path / "run")
-    assert code == 0 and "on 380 images" in out  # 5 % of each class held out.
+    # runs.default_calibration_holdout: 500 images would be more than 20 % of 400, so 20 % of each class.
+    assert code == 0 and "on 320 images" in out
     record = json.loads((tmp_path / "run" / runs.RECORD_FILE).read_text())
-    assert record["data"]["calibration_holdout"] == 0.05
-    code, out, _ = _cli(capsys, "convert", "--model", tmp_path / "run", "--data", "generated", "--mode", "float32",
-                        "--out", tmp_path / "tflite")
+    assert record["data"]["calibration_holdout"] == 0.2
+    code, out, err = _cli(capsys, "convert", "--model", tmp_path / "run", "--data", "generated", "--mode", "float32",
+                          "--out", tmp_path / "tflite")
     assert code == 0 and "held-out training images never trained on" in out
+    assert "operating points on 80 calibration images" in out  # Each with its interval.
+    assert err.count("warning: 80 calibration images are too few") == 1
     manifest = _manifest(tmp_path / "tflite")
-    assert manifest["thresholds_calibrated_on"].startswith("20 held-out training images")
+    assert manifest["thresholds_calibrated_on"].startswith("80 held-out training images")
+    assert all(p["interval"]["images"] == 80 for p in manifest["operating_points"])
     code, out, _ = _cli(capsys, "eval", "--model", tmp_path / "run", "--data", "generated", "--limit", "50",
                         "--max-accuracy-drop", "0.01", "--out", tmp_path / "eval")
-    assert code == 0 and "calibrated on 20 held-out training images" in out
+    assert code == 0 and "calibrated on 80 held-out training images" in out
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["operating_point"]["name"] == "calibrated thresholds"
     assert report["operating_point"]["thresholds"] == report["calibrated"]["thresholds"]

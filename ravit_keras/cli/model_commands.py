@@ -149,6 +149,7 @@ def cmd_convert(args) -> int:
     from ravit_keras.deploy.export.convert import ConversionOptions, convert
     from ravit_keras.deploy.export.mode_selection import convert_fastest
     from ravit_keras.deploy.runtime.calibration_set import CalibrationSet
+    from ravit_keras.exits.intervals import format_operating_points, resolution_warning
 
     if args.mode != "auto" and args.candidates != CONVERSION_MODES:
         raise ValueError("--candidates applies to --mode auto only.")
@@ -176,6 +177,12 @@ def cmd_convert(args) -> int:
                            overwrite=args.overwrite)
     print(f"Wrote {len(manifest.exits)} {manifest.quantization} submodels and manifest.json to "
           f"{args.out}; default thresholds {thresholds_text(manifest.default_thresholds)}")
+    points = [p.to_dict() for p in manifest.operating_points or ()]
+    for line in format_operating_points(points, manifest.full_model_macs):
+        print(line)
+    warning = resolution_warning(points)
+    if warning:
+        print(f"ravit convert: warning: {warning}", file=sys.stderr)
     return 0
 
 

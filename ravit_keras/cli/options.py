@@ -289,12 +289,14 @@ def thresholds_parent() -> argparse.ArgumentParser:
     return p
 
 
-def calibration_parent(default_images: int) -> argparse.ArgumentParser:
+def calibration_parent() -> argparse.ArgumentParser:
     """The labelled images the thresholds are calibrated on (``runs.calibration_plan``)."""
     p = _parent()
     g = p.add_argument_group("calibration")
-    g.add_argument("--calibration-images", type=positive_int, default=default_images,
-                   help="labelled images the early-exit thresholds are calibrated on")
+    # One default for eval, convert and bench: the same images give the same thresholds.
+    g.add_argument("--calibration-images", type=positive_int, default=runs.DEFAULT_CALIBRATION_IMAGES,
+                   help="how many labelled images (at most) the early-exit thresholds are calibrated on "
+                        "(the same in eval, convert and bench)")
     g.add_argument("--calibration-split", default="auto", choices=runs.CALIBRATION_SPLITS,
                    help="split they are taken from. auto: the training images `ravit train` held out "
                         "(--calibration-holdout), which the model never saw; without that record, the "

@@ -74,9 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
                    help="XLA-compile the training step; auto: on for float32, off for mixed_bfloat16 "
                         "(faster so on the CPUs measured, see BENCHMARKS.md); on JAX always on (jit)")
-    p.add_argument("--calibration-holdout", type=float, default=runs.DEFAULT_CALIBRATION_HOLDOUT,
+    p.add_argument("--calibration-holdout", type=float,
                    help="share of each class's training images kept out of training, on which eval and "
-                        "convert calibrate the early-exit thresholds (0: none)")
+                        "convert calibrate the early-exit thresholds (0: none; default: 5 %% of the "
+                        "training images, at least 500 images, at most 20 %%)")
     p.add_argument("--devices", type=positive_int, default=1, help="train with MirroredStrategy on N devices")
     # Checked by cli.backend (one line naming it), not argparse's usage block.
     p.add_argument("--backend", metavar="{" + ",".join(BACKENDS) + "}",
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "jax trains without TensorFlow (NumPy input, augmentation inside the jitted step)")
 
     p = add("eval", "per-exit accuracy, early-exit routing, threshold sweep, calibration, per-class results",
-            [model_parent(), data_parent(), thresholds_parent(), calibration_parent(5000),
+            [model_parent(), data_parent(), thresholds_parent(), calibration_parent(),
              out_parent("report.json, sweep.csv/json and plots into this folder")], KERAS_MODEL)
     p.add_argument("--split", default="test", help="split evaluated")
     p.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
@@ -98,14 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="NAME=MODEL: a classic ViT to show as a point on the plot (repeatable)")
 
     p = add("convert", "trained model -> TFLite submodels + manifest (mode auto by default; int8 for phones)",
-            [model_parent(), data_parent(), calibration_parent(2000),
+            [model_parent(), data_parent(), calibration_parent(),
              out_parent("the submodels and manifest into this folder (written atomically)", required=True)],
             KERAS_MODEL)
     p.add_argument("--mode", default="auto", choices=MODES,
                    help="int8: integer matrix products, one XNNPACK partition per submodel (for phones); "
                         "int8-full: every op integer (NPU/DSP delegates); dynamic: int8 weights, float "
                         "activations; int16x8; float32; auto: convert all and keep the fastest ON THIS "
-                        "MACHINE within 1 top-1 point")
+                        "MACHINE of those as accurate as float32 (top-1 agreement >= 98 %% and a 95 %% "
+                        "bound on the accuracy loss <= 1 point)")
     p.add_argument("--candidates", type=conversion_modes, default=CONVERSION_MODES,
                    help="comma-separated modes --mode auto converts and times (default: all of "
                         + ", ".join(CONVERSION_MODES) + ")")
@@ -149,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (Keras model)")
 
     p = add("bench", "latency of RAViT (and optionally a classic ViT), int8 and float, side by side",
-            [model_parent(), data_parent(), calibration_parent(2000), thresholds_parent(), threads_parent(),
+            [model_parent(), data_parent(), calibration_parent(), thresholds_parent(), threads_parent(),
              progress_parent(), out_parent("the submodels, benchmark.json and benchmark.md into this folder",
                                            required=True)],
             "--model: a trained RAViT (.keras file, training run folder or preset:NAME).")

@@ -7,6 +7,7 @@ scheduler or a notebook can use it without TensorFlow.
     routing.py      route (batched) and route_one_at_a_time; evaluate_exits
     sweep.py        accuracy and cost over a grid of thresholds; CSV/JSON
     calibration.py  thresholds that meet an accuracy or MAC budget
+    intervals.py    how far figures on few images can be trusted (Wilson, bootstrap, paired bound)
     per_class.py    per-class accuracy, exit shares, confusion matrix
     plots.py        accuracy vs FLOPs, exit histograms, per-class results, confusion matrix
 

@@ -33,7 +33,7 @@ def train_from_data(
     *,
     arch: str,
     num_classes: int | None = None,
-    calibration_holdout: float = runs.DEFAULT_CALIBRATION_HOLDOUT,
+    calibration_holdout: float | None = None,
     limit_train: int | None = None,
     limit_test: int | None = None,
     validate: bool = False,
@@ -50,7 +50,8 @@ def train_from_data(
         arch: the architecture configuration's name, whose mean/std belong to its dataset.
         num_classes: the classes the user asked for; None sizes the heads for the data.
         calibration_holdout: share of each class's training images kept out of
-            training for calibrating thresholds (0: none).
+            training for calibrating thresholds (0: none; None: the rule of
+            ``runs.default_calibration_holdout``, by the training split's size).
         limit_train, limit_test: use only the first N images.
         validate: evaluate on the test split after each epoch.
         normalization: "auto", "preset" or "data" (``choose_normalization``).
@@ -90,6 +91,8 @@ def _train_from_data(config, source, out_dir, training, *, arch, num_classes, ca
     # tf.data's seeded shuffle and augmentation combine their seed with TF's global
     # seed: fixing it here makes a run depend on the recipe's seed alone.
     set_random_seed(training.seed)
+    if calibration_holdout is None:
+        calibration_holdout = _default_holdout(source, config, limit_train, out_dir)
     train_split = source.load("train", config.image_size, num_classes or config.num_classes, limit_train,
                               calibration_fraction=calibration_holdout, seed=training.seed)
     if train_split.num_examples == 0:
@@ -140,3 +143,16 @@ def fit_batches(split, config: RAViTConfig, recipe: TrainingConfig, *, training:
 
     return SplitBatches(split, config.image_size, config.exit_names, recipe.batch_size, training=training,
                         seed=recipe.seed)
+
+
+def _default_holdout(source: DataSource, config: RAViTConfig, limit_train: int | None, out_dir) -> float:
+    """``runs.default_calibration_holdout`` of the whole training split (the holdout is carved
+    before any --limit-train; the generated set is the images drawn), or the share an
+    unfinished run in ``out_dir`` began with, so that it resumes on the same images."""
+    record = runs.read_record(out_dir) if os.path.isdir(out_dir) else {}
+    recorded = (record.get("data") or {}).get("calibration_holdout")
+    if recorded is not None:
+        return float(recorded)
+    drawn = (limit_train or runs.DEFAULT_GENERATED_IMAGES) if source.is_generated else None
+    total = drawn or source.load("train", config.image_size, None).num_examples
+    return runs.default_calibration_holdout(total) if total else 0.0

@@ -5,6 +5,7 @@ int8 and once to float32); tests that corrupt a folder work on a copy.
 """
 
 import copy
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -168,3 +169,20 @@ def test_good_manifest_round_trips_byte_for_byte():
     # to_dict() writes what the converter wrote: every key, in order, every number as written.
     for folder in (GOLDEN, REPO / "android_demo/app/default_model"):
         assert load_manifest(folder).dumps() == (folder / "manifest.json").read_text()
+
+
+def test_operating_point_intervals_are_optional_and_kept(tmp_path):
+    # Written by converters since issue 25; a manifest without them (the golden one) loads as before.
+    folder = tmp_path / "model"
+    shutil.copytree(GOLDEN, folder)
+    before = load_manifest(folder)
+    assert before.operating_points and all(p.interval is None for p in before.operating_points)
+    interval = {"confidence": 0.95, "images": 150, "accuracy": [0.78, 0.9], "avg_macs": [8.1e5, 9.9e5],
+                "mac_fraction": [0.74, 0.9], "method": "accuracy: Wilson score; MACs: bootstrap"}
+    _edit_manifest(folder, lambda m: [p.setdefault("interval", interval) for p in m["operating_points"]])
+    after = load_manifest(folder)
+    assert [p.interval for p in after.operating_points] == [interval] * len(before.operating_points)
+    assert json.loads(after.dumps())["operating_points"][0]["interval"] == interval
+    # Nothing the runtime decides on changes.
+    strip = [dataclasses.replace(p, interval=None) for p in after.operating_points]
+    assert strip == list(before.operating_points)

@@ -43,10 +43,18 @@ def test_convert_fastest_keeps_one_accurate_mode_and_records_why(tflite_trained_
     assert "host" in selection
     chosen = selection["chosen"]
     assert manifest["quantization"] == chosen
-    best = max(m["accuracy"] for m in measured.values())
-    assert measured[chosen]["accuracy"] >= best - 0.01
+    # The numbers behind the choice (choose_mode): agreement with float32 and the loss bound.
+    comparison = selection["accuracy_comparison"]
+    assert comparison["reference"] == "float32"
+    verdicts = comparison["modes"]
+    assert set(verdicts) == set(candidates), verdicts
+    for mode, v in verdicts.items():
+        assert v["images"] == len(t.calib_labels)
+        assert v["candidate_accuracy"] == pytest.approx(measured[mode]["accuracy"])
+        assert v["as_accurate"] == (mode == "float32" or (v["agreement"] >= 0.98 and v["loss_upper_bound"] <= 0.01))
     # The chosen one is the fastest of the accurate ones.
-    accurate = [k for k, m in measured.items() if m["accuracy"] >= best - 0.01]
+    accurate = [k for k, v in verdicts.items() if v["as_accurate"]]
+    assert chosen in accurate, verdicts
     assert measured[chosen]["latency_ms"] == min(measured[k]["latency_ms"] for k in accurate)
     # Only the chosen submodels are left, and they load.
     assert sorted(p.name for p in out.iterdir()) == ["branch_1.tflite", "branch_2.tflite",

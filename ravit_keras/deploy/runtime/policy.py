@@ -39,13 +39,21 @@ def _thresholds(value: Any, key: str, num_exits: int, num_classes: int) -> tuple
 
 @dataclasses.dataclass(frozen=True)
 class OperatingPoint:
-    """Per-exit thresholds calibrated for a MAC budget, with what they gave on calibration."""
+    """Per-exit thresholds calibrated for a MAC budget, with what they gave on calibration.
+
+    ``interval`` (optional, informative): ``exits.intervals.operating_point_interval``
+    of those figures on the calibration images, ``{"confidence", "images",
+    "accuracy": [lo, hi], "avg_macs": [lo, hi], "mac_fraction": [lo, hi], "method"}``.
+    No runtime decides on it, so it is kept as written and not validated, as the
+    Android core (which skips it) does.
+    """
 
     mac_fraction: float | None
     thresholds: tuple[float, ...]
     accuracy: float
     avg_macs: float
     exit_fractions: tuple[float, ...]
+    interval: Any = None
 
     @classmethod
     def from_dict(cls, d: Any, key: str, num_exits: int, num_classes: int) -> "OperatingPoint":
@@ -68,12 +76,15 @@ class OperatingPoint:
                                 f"{key}.accuracy"),
             avg_macs=avg,
             exit_fractions=exit_fractions,
+            interval=d.get("interval"),
         )
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {} if self.mac_fraction is None else {"mac_fraction": self.mac_fraction}
         d.update(thresholds=list(self.thresholds), accuracy=self.accuracy, avg_macs=self.avg_macs,
                  exit_fractions=list(self.exit_fractions))
+        if self.interval is not None:
+            d["interval"] = self.interval
         return d
 
 
@@ -177,11 +188,14 @@ def calibrate_policy(logits, labels, exit_macs: Sequence[int], full_macs: int, *
     Calibrated on per-exit ``logits`` of labelled images; without them (``None``)
     the thresholds are 0 (no early exit) and there are no operating points. The
     battery saver is the cheapest operating point (the default without one).
+    Each operating point carries its ``interval`` on these images
+    (``exits.intervals.operating_point_interval``).
     """
     if logits is None:
         no_exit = (0.0,) * (num_exits - 1)
         return no_exit, (), BatteryPolicy.from_thresholds(no_exit, no_exit, battery_high, battery_low)
     from ravit_keras.exits import calibrate_thresholds
+    from ravit_keras.exits.intervals import operating_point_interval
 
     default = tuple(float(t) for t in calibrate_thresholds(
         logits, labels, exit_macs, max_accuracy_drop=max_accuracy_drop)["thresholds"])
@@ -192,7 +206,9 @@ def calibrate_policy(logits, labels, exit_macs: Sequence[int], full_macs: int, *
             continue
         chosen = calibrate_thresholds(logits, labels, exit_macs, mac_budget=budget)
         r = chosen["calibration"]
+        interval = operating_point_interval(logits, labels, exit_macs, chosen["thresholds"], full_macs=full_macs)
         points.append(OperatingPoint(fraction, tuple(float(t) for t in chosen["thresholds"]), r["accuracy"],
-                                     r["avg_macs"], tuple(r["exit_fractions"])))
+                                     r["avg_macs"], tuple(r["exit_fractions"]), interval))
     saver = points[-1].thresholds if points else default
     return default, tuple(points), BatteryPolicy.from_thresholds(default, saver, battery_high, battery_low)
+

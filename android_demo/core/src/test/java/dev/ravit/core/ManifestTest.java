@@ -245,6 +245,29 @@ public class ManifestTest {
         }
     }
 
+    @Test
+    public void operatingPointIntervalsAreOptionalAndSkipped() {
+        // Converters since issue 25 write an informative "interval" per operating point
+        // (tests/deploy/test_manifest.py); the core decides nothing on it.
+        JsonObject m = goldenJson();
+        JsonObject interval = JsonParser.parseString("{\"confidence\": 0.95, \"images\": 150, "
+                + "\"accuracy\": [0.78, 0.9], \"avg_macs\": [810000, 990000], \"mac_fraction\": [0.74, 0.9], "
+                + "\"method\": \"Wilson; bootstrap\"}").getAsJsonObject();
+        for (JsonElement p : m.getAsJsonArray("operating_points")) {
+            p.getAsJsonObject().add("interval", interval.deepCopy());
+        }
+        Manifest with = Manifest.parse(m.toString(), "test/manifest.json");
+        Manifest without = TestSupport.goldenManifest();
+        assertEquals(without.operatingPoints().size(), with.operatingPoints().size());
+        for (int i = 0; i < with.operatingPoints().size(); i++) {
+            OperatingPoint a = with.operatingPoints().get(i);
+            OperatingPoint b = without.operatingPoints().get(i);
+            assertArrayEquals(b.thresholds(), a.thresholds(), 0);
+            assertEquals(b.avgMacs(), a.avgMacs(), 0);
+            assertEquals(b.accuracy(), a.accuracy(), 0);
+        }
+    }
+
     // The bad manifests shared with tests/deploy/test_manifest.py ---------------------------
 
     /** tests/fixtures/bad_manifests.json, found by walking up from the test resources. */
