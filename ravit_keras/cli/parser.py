@@ -13,6 +13,7 @@ from ravit_keras.cli.options import (
     calibration_parent,
     conversion_modes,
     data_parent,
+    distribution_parent,
     model_parent,
     model_path,
     out_parent,
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train", "train a RAViT with model.fit (resumes if --out holds an unfinished run)",
             [arch_parent(), data_parent(), recipe_parent(), progress_parent(("auto", "bar", "epoch", "none")),
+             distribution_parent(),
              out_parent("the run folder: " + ", ".join(runs.RUN_FILES), required=True)])
     p.add_argument("--epochs", type=positive_int, default=10, help="training epochs")
     p.add_argument("--batch-size", type=positive_int, default=128, help="images per step")
@@ -74,7 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-holdout", type=float, default=runs.DEFAULT_CALIBRATION_HOLDOUT,
                    help="share of each class's training images kept out of training, on which eval and "
                         "convert calibrate the early-exit thresholds (0: none)")
-    p.add_argument("--devices", type=positive_int, default=1, help="train with MirroredStrategy on N devices")
 
     p = add("eval", "per-exit accuracy, early-exit routing, threshold sweep, calibration, per-class results",
             [model_parent(), data_parent(), thresholds_parent(), calibration_parent(5000),

@@ -59,9 +59,10 @@ def train_from_data(
     Returns:
         ``(model, history, config)``: the config the model was trained with.
     """
-    from ravit_keras.io_utils import folder_lock
+    from ravit_keras.training.distribution import writer_lock
 
-    with folder_lock(out_dir):  # Taken before the data is read: a second training fails at once.
+    # Taken before the data is read: a second training fails at once (process 0's only).
+    with writer_lock(out_dir):
         return _train_from_data(config, source, out_dir, training, arch=arch, num_classes=num_classes,
                                 calibration_holdout=calibration_holdout, limit_train=limit_train,
                                 limit_test=limit_test, validate=validate, normalization=normalization,
