@@ -9,11 +9,12 @@ after a kill is Keras's ``BackupAndRestore``: finished epochs are never lost.
     training/normalization.py  which per-channel mean/std a model normalises with
     training/from_data.py      train_from_data: a data source to a finished run
     training/in_step.py        augmentation inside the step (non-TensorFlow backends)
+    training/distribution.py   several devices and processes (JAX DataParallel, MirroredStrategy)
+    runs.py                    the run folder's file names and record
 
 Input: on the TensorFlow backend a ``tf.data`` pipeline (``data.make_pipeline``);
 on JAX (and for any backend given them) ``data.batches.SplitBatches``, NumPy batches
 augmented inside the step by ``AugmentedTrainer`` (nothing imports TensorFlow).
-    runs.py                    the run folder's file names and record
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import keras
 from ravit_keras import runs
 from ravit_keras.config import RAViTConfig
 from ravit_keras.data.batches import EpochSetter, SplitBatches
-from ravit_keras.io_utils import folder_lock
 from ravit_keras.model import RAViT
 from ravit_keras.runs import (  # noqa: F401  (the names this module has always exported)
     BACKUP_DIR,
@@ -43,6 +43,7 @@ from ravit_keras.runs import (  # noqa: F401  (the names this module has always 
     read_epoch_times,
     training_seconds,
 )
+from ravit_keras.training import distribution
 from ravit_keras.training.callbacks import (  # noqa: F401
     CheckpointError,
     CheckpointWriteError,
@@ -51,6 +52,7 @@ from ravit_keras.training.callbacks import (  # noqa: F401
     _ResumableCSVLogger,
     training_callbacks,
 )
+from ravit_keras.training.distribution import distribution_strategy  # noqa: F401  (moved; imported from here too)
 from ravit_keras.training.recipe import (  # noqa: F401
     AUGMENTATION_FIELDS,
     DTYPE_POLICIES,
@@ -96,7 +98,9 @@ def train(
         validation_data: optional batched dataset evaluated after each epoch.
         steps_per_epoch: steps in one epoch; required when ``train_data`` has
             unknown cardinality.
-        strategy: optional ``tf.distribute.Strategy`` (e.g. MirroredStrategy).
+        strategy: optional ``tf.distribute.Strategy`` (MirroredStrategy) or, on JAX, a
+            ``keras.distribution.DataParallel`` (``training.distribution.setup``); with
+            several processes only process 0 writes ``out_dir``.
         callbacks: extra Keras callbacks.
         jit_compile: XLA on or off; default on, except across several replicas
             (XLA cannot place a step across MirroredStrategy's logical CPUs). JAX
@@ -118,7 +122,9 @@ def train(
     _check_label_format(train_data, training)
     out_dir = Path(out_dir)
     check_steps_per_epoch(steps_per_epoch or training.steps_per_epoch, train_data)
-    with folder_lock(out_dir):  # A second training into the folder fails at once.
+    # A second training into the folder fails at once (the lock); the distribution
+    # is set for the whole training.
+    with distribution.fit_scope(strategy, train_data), distribution.writer_lock(out_dir):
         return _train(config, train_data, out_dir, training, validation_data, steps_per_epoch=steps_per_epoch,
                       strategy=strategy, callbacks=callbacks, verbose=verbose, jit_compile=jit_compile,
                       class_names=class_names, data_signature=data_signature)
@@ -148,8 +154,13 @@ def _train(config, train_data, out_dir: Path, training, validation_data, *, step
     backend = keras.backend.backend()
     jit_compile = _jit_for_backend(backend, training, jit_compile)
     in_step = _in_step(train_data)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _check_resume_compatible(out_dir, config, training, data_signature, backend)
+    writer = distribution.is_writer()  # With several processes, process 0 alone writes the run folder.
+
+    def check_folder():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _check_resume_compatible(out_dir, config, training, data_signature, backend)
+
+    distribution.on_writer(check_folder, f"checking the run folder {out_dir}")
     set_random_seed(training.seed)
 
     steps = steps_per_epoch or training.steps_per_epoch or _cardinality(train_data)
@@ -159,7 +170,7 @@ def _train(config, train_data, out_dir: Path, training, validation_data, *, step
     if jit_compile is None and training.xla != "auto":
         jit_compile = training.xla == "on"
     jit = jit_compile if jit_compile is not None else (
-        training.dtype_policy == "float32" and (strategy is None or strategy.num_replicas_in_sync == 1))
+        training.dtype_policy == "float32" and not distribution.splits_xla(strategy))
 
     def build():
         model = RAViT(config)
@@ -186,8 +197,9 @@ def _train(config, train_data, out_dir: Path, training, validation_data, *, step
         keras.config.set_dtype_policy(previous_policy)
 
     with _disk_errors_named(out_dir):
-        runs.write_record(out_dir, config.to_dict(), dataclasses.asdict(training), class_names, data_signature,
-                          backend=backend)
+        if writer:
+            runs.write_record(out_dir, config.to_dict(), dataclasses.asdict(training), class_names, data_signature,
+                              backend=backend)
         # Before the run's callbacks: the checkpoint's resume sets the first epoch, whose order this reads.
         order = [EpochSetter(train_data)] if in_step else []
         history = model.fit(
@@ -195,7 +207,7 @@ def _train(config, train_data, out_dir: Path, training, validation_data, *, step
             epochs=training.epochs,
             steps_per_epoch=steps_per_epoch or training.steps_per_epoch,
             validation_data=validation_data,
-            callbacks=[*training_callbacks(out_dir), *order, *callbacks],
+            callbacks=[*training_callbacks(out_dir, writer, distribution.process_shard()[1]), *order, *callbacks],
             verbose=verbose,
             shuffle=False,  # The input shuffles (seeded, per epoch); Keras would only warn.
         )
@@ -218,10 +230,11 @@ def _train(config, train_data, out_dir: Path, training, validation_data, *, step
             keras.config.set_dtype_policy(previous_policy)
         float_model.set_weights(model.get_weights())
         model = float_model
-    with _disk_errors_named(out_dir):
-        save_model(model, out_dir / MODEL_FILE)
-    # Only now is the checkpoint redundant: a kill before this line resumes from it.
-    shutil.rmtree(out_dir / BACKUP_DIR, ignore_errors=True)
+    if writer:
+        with _disk_errors_named(out_dir), distribution.writing_alone():
+            save_model(model, out_dir / MODEL_FILE)
+        # Only now is the checkpoint redundant: a kill before this line resumes from it.
+        shutil.rmtree(out_dir / BACKUP_DIR, ignore_errors=True)
     return model, history.history
 
 
@@ -349,26 +362,6 @@ def _cardinality(dataset) -> int:
             "The training dataset has unknown or infinite length; pass steps_per_epoch."
         )
     return max(1, n)
-
-
-def distribution_strategy(num_devices: int):
-    """A ``MirroredStrategy`` over ``num_devices`` devices (GPUs, else logical CPUs).
-
-    On a CPU-only machine the CPU is split into ``num_devices`` logical devices;
-    this must run before TensorFlow initialises its devices.
-    """
-    import tensorflow as tf
-
-    if num_devices <= 1:
-        return tf.distribute.get_strategy()
-    gpus = tf.config.list_physical_devices("GPU")
-    if len(gpus) >= num_devices:
-        return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(num_devices)])
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(num_devices)]
-    )
-    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(num_devices)])
 
 
 __all__ = [

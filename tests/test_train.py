@@ -498,17 +498,17 @@ def test_mirrored_strategy_on_two_cpu_devices():
 
 _TWO_DEVICES_CLI = r"""
 import sys
-import ravit_keras.train as T
+import ravit_keras.training.distribution as D
 from ravit_keras import cli
 
-make_strategy = T.distribution_strategy
+make_strategy = D.distribution_strategy
 
 def spy(n):
     strategy = make_strategy(n)
     print("REPLICAS", strategy.num_replicas_in_sync, flush=True)
     return strategy
 
-T.distribution_strategy = spy
+D.distribution_strategy = spy
 sys.exit(cli.main(sys.argv[1:]))
 """
 

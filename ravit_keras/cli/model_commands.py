@@ -46,14 +46,17 @@ def cmd_train(args) -> int:
     """Train into a run folder (``train_from_data``)."""
     from ravit_keras import runs
     from ravit_keras.cli.backend import configured_backend
-    from ravit_keras.train import TrainingConfig, distribution_strategy
+    from ravit_keras.train import TrainingConfig
+    from ravit_keras.training import distribution
     from ravit_keras.training.from_data import train_from_data
 
     check_outputs(data_input(args), [("--out", args.out)])
     if args.xla == "off" and configured_backend() == "jax":
         raise ValueError("--xla off: the JAX backend always compiles the training step (jax.jit); leave "
                          "the flag out (auto) or give --xla on.")
-    strategy = distribution_strategy(args.devices) if args.devices > 1 else None
+    group = distribution.process_group(args.coordinator, args.num_processes, args.process_id,
+                                       args.coordinator_timeout)
+    distribution.check_batch_size(args.batch_size, args.devices, group.num_processes)
     config = config_from_args(args)
     drop_path_rate, recipe = recipe_from_args(args)
     if drop_path_rate:
@@ -63,6 +66,10 @@ def cmd_train(args) -> int:
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=args.seed,
         steps_per_epoch=args.steps_per_epoch, dtype_policy=args.dtype_policy, xla=args.xla, **recipe,
     )
+    import keras
+
+    # Last of the checks: joining the other processes waits for them.
+    strategy = distribution.setup(keras.backend.backend(), args.devices, group, prog="ravit train")
     fit_verbose = {"bar": 1, "epoch": 2, "none": 0}.get(args.progress, "auto")
     if fit_verbose == "auto":
         fit_verbose = 1 if sys.stdout.isatty() else 2
@@ -70,7 +77,11 @@ def cmd_train(args) -> int:
                     calibration_holdout=args.calibration_holdout, limit_train=args.limit_train,
                     limit_test=args.limit_test, validate=args.validate, normalization=args.normalization,
                     strategy=strategy, verbose=fit_verbose, notes=say)
-    print(f"Saved {Path(args.out) / runs.MODEL_FILE}")
+    if distribution.is_writer():
+        print(f"Saved {Path(args.out) / runs.MODEL_FILE}")
+    else:
+        index, count = distribution.process_shard()
+        print(f"Process {index} of {count} done; process 0 saved the run.")
     return 0
 
 

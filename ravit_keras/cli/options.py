@@ -311,3 +311,23 @@ def progress_parent(choices=("auto", "bar", "none")) -> argparse.ArgumentParser:
                    help="progress display; auto: a bar in a terminal, "
                         + ("one line per epoch otherwise" if "epoch" in choices else "nothing otherwise"))
     return p
+
+
+def distribution_parent() -> argparse.ArgumentParser:
+    """--devices, and the process group of a multi-process (multi-machine) run (JAX)."""
+    from ravit_keras.training.distribution import DEFAULT_COORDINATOR_TIMEOUT, MAX_COORDINATOR_TIMEOUT
+
+    p = _parent()
+    g = p.add_argument_group("devices and machines (several processes: JAX only; default: Keras's "
+                             "KERAS_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES, _PROCESS_ID)")
+    g.add_argument("--devices", type=positive_int, default=1,
+                   help="devices per process: JAX: keras.distribution.DataParallel over N GPUs (on a CPU-only "
+                        "machine the CPU is split into N devices); TensorFlow: MirroredStrategy")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="process 0's machine and a free port, the same for every process")
+    g.add_argument("--num-processes", type=positive_int, help="processes training one model (one per machine)")
+    g.add_argument("--process-id", type=int, help="this process's index, 0 to --num-processes - 1; process 0 "
+                                                  "writes the run folder")
+    g.add_argument("--coordinator-timeout", type=float, default=DEFAULT_COORDINATOR_TIMEOUT,
+                   help=f"seconds to wait for every process to join (at most {MAX_COORDINATOR_TIMEOUT:g})")
+    return p

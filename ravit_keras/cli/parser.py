@@ -14,6 +14,7 @@ from ravit_keras.cli.options import (
     calibration_parent,
     conversion_modes,
     data_parent,
+    distribution_parent,
     model_parent,
     model_path,
     out_parent,
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train", "train a RAViT with model.fit (resumes if --out holds an unfinished run)",
             [arch_parent(), data_parent(), recipe_parent(), progress_parent(("auto", "bar", "epoch", "none")),
+             distribution_parent(),
              out_parent("the run folder: " + ", ".join(runs.RUN_FILES), required=True)])
     p.add_argument("--epochs", type=positive_int, default=10, help="training epochs")
     p.add_argument("--batch-size", type=positive_int, default=128, help="images per step")
@@ -78,7 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of each class's training images kept out of training, on which eval and "
                         "convert calibrate the early-exit thresholds (0: none; default: 5 %% of the "
                         "training images, at least 500 images, at most 20 %%)")
-    p.add_argument("--devices", type=positive_int, default=1, help="train with MirroredStrategy on N devices")
     # Checked by cli.backend (one line naming it), not argparse's usage block.
     p.add_argument("--backend", metavar="{" + ",".join(BACKENDS) + "}",
                    help="Keras backend to train on (default: Keras's own setting, KERAS_BACKEND or keras.json); "

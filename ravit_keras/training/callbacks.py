@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import keras
 
 from ravit_keras import runs
 from ravit_keras.io_utils import atomic_write_text
+from ravit_keras.training.distribution import all_gather, writing_alone
 
 
 class CheckpointError(ValueError):
@@ -41,10 +43,13 @@ class _FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
       checkpoint intact.
     * On resume, the newest intact pair is loaded (the current one, else the
       ``.bkp`` copy, with a note); when none is intact the error names the files.
+    * A reader (``writer=False``: the processes other than 0 of a multi-process
+      run) never writes: it only loads the checkpoint process 0 wrote.
     """
 
-    def __init__(self, *args, notes=None, **kwargs):
+    def __init__(self, *args, notes=None, writer=True, **kwargs):
         super().__init__(*args, **kwargs)
+        self._writer = writer
         self._notes = notes or (lambda text: print(text, flush=True))
         self._backed_up_epoch = None  # The epoch count the intact checkpoint on disk holds.
         self._current_intact = True  # False after resuming from the .bkp pair: never rotate a torn pair into it.
@@ -58,6 +63,8 @@ class _FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().on_epoch_end(epoch, logs)
 
     def _save_model(self):
+        if not self._writer:
+            return
         backup = Path(self.backup_dir)
         weights, meta = Path(self._weights_path), Path(self._training_metadata_path)
         tmp_weights = backup / "latest.partial.weights.h5"
@@ -65,7 +72,8 @@ class _FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
         try:
             backup.mkdir(parents=True, exist_ok=True)
             self._check_free_space(backup, weights)
-            self.model.save_weights(str(tmp_weights), overwrite=True)
+            with writing_alone():
+                self.model.save_weights(str(tmp_weights), overwrite=True)
             metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen,
                         "weights_sha256": _sha256(tmp_weights)}
             with open(tmp_meta, "w") as f:
@@ -112,7 +120,8 @@ class _FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
         for tmp in (backup / "latest.partial.weights.h5", backup / "restore.partial.weights.h5",
                     backup / f".{meta.name}.tmp"):
             with contextlib.suppress(OSError):
-                tmp.unlink()  # A write a kill interrupted.
+                if self._writer:
+                    tmp.unlink()  # A write a kill interrupted.
         present = [p for p in (weights, meta, prev_weights, prev_meta) if p.exists()]
         if not present:
             return
@@ -128,7 +137,7 @@ class _FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
             try:
                 if self.model.optimizer is not None and not self.model.optimizer.built:
                     self.model.optimizer.build(self.model.trainable_variables)
-                _load_weights(self.model, w)
+                _load_weights(self.model, w, private=not self._writer)
             except Exception as err:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError...
                 problems.append(f"{w} cannot be loaded ({type(err).__name__}: {_first_line(err)})")
                 continue
@@ -186,11 +195,19 @@ def _checkpoint_pair(meta: Path, weights_files, problems) -> tuple[int, Path] | 
     return None
 
 
-def _load_weights(model, path: Path) -> None:
+def _load_weights(model, path: Path, private: bool = False) -> None:
     """``model.load_weights`` of ``path``; Keras wants a ``.weights.h5`` name, so the
-    ``.bkp`` copy is read through a hard link (or a copy) under such a name."""
+    ``.bkp`` copy is read through a hard link (or a copy) under such a name, made
+    in a temporary folder of its own when ``private`` (a reader of another
+    process's checkpoint writes nothing beside it)."""
     if path.name.endswith(".weights.h5"):
         model.load_weights(str(path))
+        return
+    if private:
+        with tempfile.TemporaryDirectory() as folder:
+            alias = Path(folder) / "restore.weights.h5"
+            shutil.copyfile(path, alias)
+            model.load_weights(str(alias))
         return
     alias = path.with_name("restore.partial.weights.h5")
     alias.unlink(missing_ok=True)
@@ -283,8 +300,31 @@ def _log_row_epoch(line: str, path: Path) -> int:
         raise ValueError(f"{path}: a row does not start with its epoch number: {line.strip()!r}.") from err
 
 
-def training_callbacks(out_dir: str | os.PathLike) -> list[keras.callbacks.Callback]:
+class _SameStartEverywhere(keras.callbacks.Callback):
+    """With several processes: every process must resume from the same epoch (one
+    that sees no checkpoint would start again while the others go on)."""
+
+    def __init__(self, backup_dir: Path):
+        super().__init__()
+        self.backup_dir = backup_dir
+
+    def on_train_begin(self, logs=None):
+        epochs = all_gather(int(getattr(self.model, "_initial_epoch", None) or 0))
+        if len(set(epochs)) > 1:
+            found = ", ".join(f"process {i}: {e} epochs" for i, e in enumerate(epochs))
+            raise CheckpointError(
+                f"The processes found different checkpoints in {self.backup_dir} ({found}): the run folder must "
+                f"be one folder every process sees (a shared filesystem), or process 0's {self.backup_dir} "
+                "copied to the same path on every machine; then restart all processes.")
+
+
+def training_callbacks(out_dir: str | os.PathLike, writer: bool = True,
+                       processes: int = 1) -> list[keras.callbacks.Callback]:
     """NaN guard, CSV log, epoch times, and a checkpoint every epoch (resumable after a kill).
+
+    ``writer=False`` (processes other than 0 of a multi-process run): only the NaN
+    guard and the checkpoint's loading; with ``processes`` > 1, a check that every
+    process resumes from the same epoch.
 
     The checkpoint comes last, so an epoch's log row and time are on record before
     the backup says the epoch is done: a kill between them trains that epoch again
@@ -293,6 +333,11 @@ def training_callbacks(out_dir: str | os.PathLike) -> list[keras.callbacks.Callb
     once the final model is safely in place, so a kill at any moment loses nothing.
     """
     out_dir = Path(out_dir)
+    same_start = [_SameStartEverywhere(out_dir / runs.BACKUP_DIR)] if processes > 1 else []
+    if not writer:
+        return [keras.callbacks.TerminateOnNaN(),
+                _FiniteBackupAndRestore(str(out_dir / runs.BACKUP_DIR), double_checkpoint=True,
+                                        delete_checkpoint=False, writer=False), *same_start]
     out_dir.mkdir(parents=True, exist_ok=True)
     return [
         keras.callbacks.TerminateOnNaN(),
@@ -301,4 +346,5 @@ def training_callbacks(out_dir: str | os.PathLike) -> list[keras.callbacks.Callb
         # Weights + optimizer + epoch counter; double_checkpoint keeps the previous
         # backup, so a kill during the write still resumes from the epoch before.
         _FiniteBackupAndRestore(str(out_dir / runs.BACKUP_DIR), double_checkpoint=True, delete_checkpoint=False),
+        *same_start,
     ]

@@ -60,9 +60,10 @@ def train_from_data(
     Returns:
         ``(model, history, config)``: the config the model was trained with.
     """
-    from ravit_keras.io_utils import folder_lock
+    from ravit_keras.training.distribution import writer_lock
 
-    with folder_lock(out_dir):  # Taken before the data is read: a second training fails at once.
+    # Taken before the data is read: a second training fails at once (process 0's only).
+    with writer_lock(out_dir):
         return _train_from_data(config, source, out_dir, training, arch=arch, num_classes=num_classes,
                                 calibration_holdout=calibration_holdout, limit_train=limit_train,
                                 limit_test=limit_test, validate=validate, normalization=normalization,
@@ -140,9 +141,16 @@ def fit_batches(split, config: RAViTConfig, recipe: TrainingConfig, *, training:
                                  augmentation=recipe.augmentation)
         return make_pipeline(split, config, recipe.batch_size, training=False, one_hot=recipe.augmentation.mixes)
     from ravit_keras.data.batches import SplitBatches
+    from ravit_keras.training import distribution
 
+    # With several processes each reads its contiguous slice of every global batch
+    # (Keras assembles the global batch); evaluation's partial last batch cannot be split evenly.
+    shard_index, num_shards = distribution.process_shard()
+    if num_shards > 1 and not training:
+        raise ValueError("--validate: validation data is not split across several processes yet; "
+                         "train without --validate and run `ravit eval` on the finished run.")
     return SplitBatches(split, config.image_size, config.exit_names, recipe.batch_size, training=training,
-                        seed=recipe.seed)
+                        seed=recipe.seed, shard_index=shard_index, num_shards=num_shards)
 
 
 def _default_holdout(source: DataSource, config: RAViTConfig, limit_train: int | None, out_dir) -> float:
