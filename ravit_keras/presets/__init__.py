@@ -51,11 +51,25 @@ def preset_card(name: str) -> dict[str, Any]:
     return json.loads((preset_dir(name) / CARD_FILE).read_text())
 
 
-def from_preset(name: str):
-    """Loads the trained preset ``name`` as a ``RAViT`` Keras model (uncompiled, float32)."""
+def from_preset(name: str, num_classes: int | None = None):
+    """Loads the trained preset ``name`` as a ``RAViT`` Keras model (uncompiled, float32).
+
+    Args:
+        num_classes: classes of the exit heads, as keras-hub's ``from_preset(...,
+            num_classes=)``: another count than the preset's gives the preset's
+            encoders with new, freshly initialised heads (to fine-tune on other
+            classes; ``training.finetune.init_from``); None or the preset's count,
+            the preset as it is.
+    """
     from ravit_keras.model import load_ravit
 
-    return load_ravit(str(preset_dir(name) / MODEL_FILE))
+    model = load_ravit(str(preset_dir(name) / MODEL_FILE))
+    if num_classes is None or num_classes == model.ravit_config.num_classes:
+        return model
+    from ravit_keras.training.finetune import InitSource, finetune_config, init_from
+
+    source = InitSource(f"{PREFIX}{name.removeprefix(PREFIX)}", preset_dir(name) / MODEL_FILE, "", model)
+    return init_from(source, finetune_config(source, num_classes))
 
 
 def resolve_model_path(spec: str) -> str:
