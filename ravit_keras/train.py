@@ -149,7 +149,8 @@ def _train(config, train_data, out_dir: Path, training, validation_data, *, step
     _check_resume_compatible(out_dir, config, training, data_signature, init_record)
     if training.freeze_epochs and keras.backend.backend() == "jax":
         # JAX's stateless optimizer step takes every variable it was built with: a frozen subset fails.
-        raise ValueError("--freeze-epochs needs the TensorFlow or PyTorch backend (KERAS_BACKEND), not JAX.")
+        raise ValueError("--freeze-epochs needs the TensorFlow backend (KERAS_BACKEND=tensorflow, the default), "
+                         "not JAX.")
     resuming = runs.has_checkpoint(out_dir)
     keras.utils.set_random_seed(training.seed)
 

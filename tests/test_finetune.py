@@ -243,6 +243,8 @@ def test_cli_refuses_a_mismatch_and_a_freeze_without_init_in_one_line(source_run
     assert main([*common, "--init", str(folder), "--hidden-dim", "64"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "its hidden_dim is 32 but the model asked for has 64 (--hidden-dim)" in err
+    assert main([*common, "--init", str(folder), "--arch", "cifar10"]) == 2  # cifar10 is 1-3.
+    assert "its layers is 1-2 but the model asked for has 1-3" in capsys.readouterr().err
     assert main([*common, "--freeze-epochs", "1"]) == 2
     assert "--freeze-epochs freezes trained encoders: it needs --init" in capsys.readouterr().err
     assert main([*common, "--init", str(folder), "--freeze-epochs", "2"]) == 2
