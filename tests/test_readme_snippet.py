@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 MARKER = "<!-- README snippet: python-api"
@@ -25,6 +26,7 @@ def readme_snippet() -> str:
     return match.group(1)
 
 
+@pytest.mark.slow  # A cifar10-sized model's XLA compile: about a minute on 2 shared cores.
 def test_the_readme_snippet_sizes_the_heads_for_the_data_and_eval_takes_the_model(tmp_path, capsys):
     from ravit_keras.cli import main
     from ravit_keras.data import generated_class_names, load_split
