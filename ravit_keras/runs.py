@@ -97,6 +97,12 @@ def is_finished(out_dir: str | os.PathLike) -> bool:
     return (out / MODEL_FILE).exists() and not (out / BACKUP_DIR).exists()
 
 
+def has_checkpoint(out_dir: str | os.PathLike) -> bool:
+    """Whether ``out_dir`` holds an unfinished run's checkpoint (training resumes from it)."""
+    backup = Path(out_dir) / BACKUP_DIR
+    return backup.is_dir() and any(backup.iterdir())
+
+
 # The run record ----------------------------------------------------------------------
 
 
@@ -144,9 +150,10 @@ def _parse_record(path: Path) -> dict[str, Any]:
 
 def write_record(out_dir: str | os.PathLike, model: dict[str, Any], training: dict[str, Any],
                  class_names: Sequence[Any] | None = None, data: dict[str, Any] | None = None,
-                 backend: str | None = None) -> Path:
+                 backend: str | None = None, init: dict[str, Any] | None = None) -> Path:
     """Writes the run record (atomically): model and recipe (with the Keras ``backend`` it
-    trains on, as ``training.backend``), and what names the data."""
+    trains on, as ``training.backend``), what names the data, and (``init``) the trained
+    model a fine-tuning run started from."""
     if backend is not None:
         training = {**training, "backend": backend}
     record: dict[str, Any] = {"model": model, "training": training}
@@ -154,6 +161,8 @@ def write_record(out_dir: str | os.PathLike, model: dict[str, Any], training: di
         record["class_names"] = [str(n) for n in class_names]
     if data is not None:
         record["data"] = data
+    if init is not None:
+        record["init"] = init
     return atomic_write_json(Path(out_dir) / RECORD_FILE, record)
 
 

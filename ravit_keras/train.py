@@ -25,6 +25,7 @@ import errno
 import math
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -53,6 +54,7 @@ from ravit_keras.training.callbacks import (  # noqa: F401
     training_callbacks,
 )
 from ravit_keras.training.distribution import distribution_strategy  # noqa: F401  (moved; imported from here too)
+from ravit_keras.training.finetune import FreezeEncoders
 from ravit_keras.training.recipe import (  # noqa: F401
     AUGMENTATION_FIELDS,
     DTYPE_POLICIES,
@@ -84,6 +86,8 @@ def train(
     jit_compile: bool | None = None,
     class_names: Sequence[str] | None = None,
     data_signature: dict[str, Any] | None = None,
+    initialize: Callable[[keras.Model], Any] | None = None,
+    init_record: dict[str, Any] | None = None,
 ) -> tuple[RAViT, dict[str, list[float]]]:
     """Trains a RAViT and writes its run folder: record, log, epoch times, ``model.keras``.
 
@@ -109,6 +113,11 @@ def train(
             model's answers can be named later (``ravit predict``).
         data_signature: what identifies the training data (source, size, classes);
             a resumed run must be given the same.
+        initialize: called on the freshly built model to set its starting weights
+            (fine-tuning: ``training.finetune.InitSource.apply``); not called when the
+            run resumes from a checkpoint, whose weights replace any start.
+        init_record: what the run started from (``InitSource.record()``), kept in the
+            run record as ``init``; a resumed run must name the same source.
 
     Raises:
         TrainingDivergedError: if the loss became NaN or infinite (the last good
@@ -127,7 +136,8 @@ def train(
     with distribution.fit_scope(strategy, train_data), distribution.writer_lock(out_dir):
         return _train(config, train_data, out_dir, training, validation_data, steps_per_epoch=steps_per_epoch,
                       strategy=strategy, callbacks=callbacks, verbose=verbose, jit_compile=jit_compile,
-                      class_names=class_names, data_signature=data_signature)
+                      class_names=class_names, data_signature=data_signature, initialize=initialize,
+                      init_record=init_record)
 
 
 def check_steps_per_epoch(steps: int | None, train_data) -> None:
@@ -150,7 +160,7 @@ def check_steps_per_epoch(steps: int | None, train_data) -> None:
 
 
 def _train(config, train_data, out_dir: Path, training, validation_data, *, steps_per_epoch, strategy, callbacks,
-           verbose, jit_compile, class_names, data_signature):
+           verbose, jit_compile, class_names, data_signature, initialize, init_record):
     backend = keras.backend.backend()
     jit_compile = _jit_for_backend(backend, training, jit_compile)
     in_step = _in_step(train_data)
@@ -158,9 +168,14 @@ def _train(config, train_data, out_dir: Path, training, validation_data, *, step
 
     def check_folder():
         out_dir.mkdir(parents=True, exist_ok=True)
-        _check_resume_compatible(out_dir, config, training, data_signature, backend)
+        _check_resume_compatible(out_dir, config, training, data_signature, backend, init_record)
 
     distribution.on_writer(check_folder, f"checking the run folder {out_dir}")
+    if training.freeze_epochs and backend == "jax":
+        # JAX's stateless optimizer step takes every variable it was built with: a frozen subset fails.
+        raise ValueError("--freeze-epochs needs the TensorFlow backend (KERAS_BACKEND=tensorflow, the default), "
+                         "not JAX.")
+    resuming = runs.has_checkpoint(out_dir)
     set_random_seed(training.seed)
 
     steps = steps_per_epoch or training.steps_per_epoch or _cardinality(train_data)
@@ -182,8 +197,13 @@ def _train(config, train_data, out_dir: Path, training, validation_data, *, step
             training.learning_rate, training.weight_decay, total_steps, warmup_steps,
             training.min_learning_rate_ratio,
         )
-        return compile_ravit(model, optimizer, training.label_smoothing, jit_compile=jit,
-                             soft_labels=training.augmentation.mixes)
+        compile_ravit(model, optimizer, training.label_smoothing, jit_compile=jit,
+                      soft_labels=training.augmentation.mixes)
+        if training.freeze_epochs:
+            # Built on every variable while all are trainable: the frozen epochs update a
+            # subset of them, and the checkpoint has one layout in both phases.
+            model.optimizer.build(model.trainable_variables)
+        return model
 
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(training.dtype_policy)
@@ -195,11 +215,14 @@ def _train(config, train_data, out_dir: Path, training, validation_data, *, step
             model = build()
     finally:
         keras.config.set_dtype_policy(previous_policy)
+    if initialize is not None and not resuming:
+        initialize(model.ravit if in_step else model)
 
+    extra = [FreezeEncoders(training.freeze_epochs)] if training.freeze_epochs else []
     with _disk_errors_named(out_dir):
         if writer:
             runs.write_record(out_dir, config.to_dict(), dataclasses.asdict(training), class_names, data_signature,
-                              backend=backend)
+                              backend=backend, init=init_record)
         # Before the run's callbacks: the checkpoint's resume sets the first epoch, whose order this reads.
         order = [EpochSetter(train_data)] if in_step else []
         history = model.fit(
@@ -207,7 +230,8 @@ def _train(config, train_data, out_dir: Path, training, validation_data, *, step
             epochs=training.epochs,
             steps_per_epoch=steps_per_epoch or training.steps_per_epoch,
             validation_data=validation_data,
-            callbacks=[*training_callbacks(out_dir, writer, distribution.process_shard()[1]), *order, *callbacks],
+            callbacks=[*extra, *training_callbacks(out_dir, writer, distribution.process_shard()[1]), *order,
+                       *callbacks],
             verbose=verbose,
             shuffle=False,  # The input shuffles (seeded, per epoch); Keras would only warn.
         )
@@ -295,7 +319,8 @@ def load_run_config(out_dir: str | os.PathLike) -> tuple[RAViTConfig, TrainingCo
 
 
 def _check_resume_compatible(out_dir: Path, config: RAViTConfig, training: TrainingConfig,
-                             data_signature: dict[str, Any] | None = None, backend: str | None = None):
+                             data_signature: dict[str, Any] | None = None, backend: str | None = None,
+                             init_record: dict[str, Any] | None = None):
     if not runs.has_record(out_dir):
         return
     old_backend = runs.recorded_backend(out_dir)
@@ -305,6 +330,12 @@ def _check_resume_compatible(out_dir: Path, config: RAViTConfig, training: Train
         raise ValueError(
             f"{out_dir} holds an unfinished run trained on the {old_backend} backend; resume it with "
             f"--backend {old_backend} (this process runs {backend}), or use a new output folder.")
+    old_init = (runs.load_record(out_dir).get("init") or {}).get("source")
+    new_init = (init_record or {}).get("source")
+    if old_init != new_init and not runs.is_finished(out_dir):
+        started = f"was started from --init {old_init}" if old_init else "was started without --init"
+        raise ValueError(f"{out_dir} holds an unfinished run that {started}; resume it with the same "
+                         "command, or use a new output folder.")
     old_config, old_training = load_run_config(out_dir)
     if old_config != config:
         raise ValueError(
@@ -318,7 +349,7 @@ def _check_resume_compatible(out_dir: Path, config: RAViTConfig, training: Train
             "(or delete that one) to train again."
         )
     fields = ("batch_size", "learning_rate", "weight_decay", "epochs", "warmup_epochs", "seed",
-              "label_smoothing", "steps_per_epoch", "dtype_policy", *AUGMENTATION_FIELDS)
+              "label_smoothing", "steps_per_epoch", "dtype_policy", "freeze_epochs", *AUGMENTATION_FIELDS)
     changed = [f for f in fields if getattr(old_training, f) != getattr(training, f)]
     if changed:
         raise ValueError(

@@ -21,7 +21,13 @@ from ravit_keras.cli.common import (
     say,
     thresholds_text,
 )
-from ravit_keras.cli.options import CONVERSION_MODES, config_from_args, recipe_from_args
+from ravit_keras.cli.options import (
+    CONVERSION_MODES,
+    DEFAULT_ARCH,
+    architecture_flags,
+    config_from_args,
+    recipe_from_args,
+)
 
 
 def cmd_flops(args) -> int:
@@ -43,28 +49,31 @@ def cmd_flops(args) -> int:
 
 
 def cmd_train(args) -> int:
-    """Train into a run folder (``train_from_data``)."""
+    """Train into a run folder (``train_from_data``; with --init, ``finetune_from_data``)."""
     from ravit_keras import runs
     from ravit_keras.cli.backend import configured_backend
     from ravit_keras.train import TrainingConfig
     from ravit_keras.training import distribution
-    from ravit_keras.training.from_data import train_from_data
+    from ravit_keras.training.from_data import finetune_from_data, train_from_data
 
-    check_outputs(data_input(args), [("--out", args.out)])
+    check_outputs(data_input(args) + (model_input("--init", _init_path(args.init)) if args.init else []),
+                  [("--out", args.out)])
     if args.xla == "off" and configured_backend() == "jax":
         raise ValueError("--xla off: the JAX backend always compiles the training step (jax.jit); leave "
                          "the flag out (auto) or give --xla on.")
+    if args.freeze_epochs and not args.init:
+        raise ValueError("--freeze-epochs freezes trained encoders: it needs --init.")
+    if args.freeze_epochs > args.epochs:
+        raise ValueError(f"--freeze-epochs {args.freeze_epochs} is more than --epochs {args.epochs}.")
     group = distribution.process_group(args.coordinator, args.num_processes, args.process_id,
                                        args.coordinator_timeout)
     distribution.check_batch_size(args.batch_size, args.devices, group.num_processes)
-    config = config_from_args(args)
     drop_path_rate, recipe = recipe_from_args(args)
-    if drop_path_rate:
-        config = config.replace(drop_path_rate=drop_path_rate)
     training = TrainingConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=args.seed,
-        steps_per_epoch=args.steps_per_epoch, dtype_policy=args.dtype_policy, xla=args.xla, **recipe,
+        steps_per_epoch=args.steps_per_epoch, dtype_policy=args.dtype_policy, xla=args.xla,
+        freeze_epochs=args.freeze_epochs, **recipe,
     )
     import keras
 
@@ -73,16 +82,47 @@ def cmd_train(args) -> int:
     fit_verbose = {"bar": 1, "epoch": 2, "none": 0}.get(args.progress, "auto")
     if fit_verbose == "auto":
         fit_verbose = 1 if sys.stdout.isatty() else 2
-    train_from_data(config, data_source(args), args.out, training, arch=args.arch, num_classes=args.num_classes,
-                    calibration_holdout=args.calibration_holdout, limit_train=args.limit_train,
-                    limit_test=args.limit_test, validate=args.validate, normalization=args.normalization,
-                    strategy=strategy, verbose=fit_verbose, notes=say)
+    common = dict(num_classes=args.num_classes, calibration_holdout=args.calibration_holdout,
+                  limit_train=args.limit_train, limit_test=args.limit_test, validate=args.validate,
+                  normalization=args.normalization, strategy=strategy, verbose=fit_verbose, notes=say)
+    if args.init:
+        changes = _init_changes(args)
+        if drop_path_rate:
+            changes["drop_path_rate"] = drop_path_rate
+        finetune_from_data(_init_path(args.init), data_source(args), args.out, training, label=args.init,
+                           changes=changes, **common)
+    else:
+        config = config_from_args(args)
+        if drop_path_rate:
+            config = config.replace(drop_path_rate=drop_path_rate)
+        train_from_data(config, data_source(args), args.out, training, arch=args.arch or DEFAULT_ARCH, **common)
     if distribution.is_writer():
         print(f"Saved {Path(args.out) / runs.MODEL_FILE}")
     else:
         index, count = distribution.process_shard()
         print(f"Process {index} of {count} done; process 0 saved the run.")
     return 0
+
+
+def _init_path(spec: str) -> str:
+    """The run folder or file of a --init value (``preset:NAME`` resolved)."""
+    from ravit_keras.presets import resolve_model_path
+
+    return resolve_model_path(spec)
+
+
+def _init_changes(args) -> dict:
+    """What the architecture flags change in the --init model's configuration: the
+    flags given (and, with --arch, that architecture's fields that fix weight shapes)."""
+    from ravit_keras.config import get_config
+    from ravit_keras.training.finetune import ARCHITECTURE_FIELDS
+
+    changes = architecture_flags(args)
+    changes.pop("num_classes", None)  # The heads follow the data; --num-classes only checks it.
+    if args.arch:
+        arch = get_config(args.arch)
+        changes = {**{f: getattr(arch, f) for f in ARCHITECTURE_FIELDS}, **changes}
+    return changes
 
 
 def _baselines(specs) -> dict[str, str]:

@@ -12,6 +12,7 @@ from ravit_keras import runs
 from ravit_keras.deploy.runtime.modes import MODES as CONVERSION_MODES
 
 MODES = ("auto",) + CONVERSION_MODES
+DEFAULT_ARCH = "cifar10"
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -57,6 +58,30 @@ def model_path(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def init_source(text: str) -> str:
+    """A --init value as given: ``preset:NAME`` (checked to exist), a run folder or a ``.keras`` file."""
+    from ravit_keras.presets import PREFIX, resolve_model_path
+
+    if text.startswith(PREFIX):
+        try:
+            resolve_model_path(text)
+        except LookupError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """``32`` or ``48x64`` (height x width) -> ``(height, width)``."""
+    parts = text.lower().split("x")
+    try:
+        sides = tuple(int(p) for p in parts)
+    except ValueError:
+        sides = ()
+    if len(sides) not in (1, 2) or min(sides) < 1:
+        raise argparse.ArgumentTypeError(f"expected a side (32) or HEIGHTxWIDTH (48x64) in pixels, got {text!r}")
+    return (sides[0], sides[-1])
+
+
 def available_cores() -> int:
     """The CPU cores this process may run on."""
     import os
@@ -89,6 +114,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
     return value
 
 
@@ -152,10 +188,13 @@ def arch_parent() -> argparse.ArgumentParser:
     """The architecture: a named configuration and its overrides."""
     p = _parent()
     g = p.add_argument_group("architecture")
-    g.add_argument("--arch", "--config", dest="arch", default="cifar10",
+    g.add_argument("--arch", "--config", dest="arch",
                    help="architecture configuration (cifar10, tinyimagenet, imagenet, tiny, tiny3, ...); "
                         "--config is the same flag under its former name. A trained model that ships is "
-                        "not an architecture: give it as --model preset:NAME")
+                        "not an architecture: give it as --model preset:NAME, or train from it with --init "
+                        f"(default: {DEFAULT_ARCH}; with --init, the --init model's)")
+    g.add_argument("--image-size", type=image_size, metavar="SIZE",
+                   help="image side or HEIGHTxWIDTH in pixels the model takes (default: the architecture's)")
     g.add_argument("--layers", help="layers per branch, e.g. 1-3 or 2-0-3 (default: the architecture's)")
     g.add_argument("--scale", type=float, help="resolution factor between branches (default: the architecture's, 2)")
     g.add_argument("--hidden-dim", type=positive_int, help="embedding width d (default: the architecture's)")
@@ -178,15 +217,20 @@ def config_from_args(args):
     """The ``RAViTConfig`` the architecture flags describe."""
     from ravit_keras.config import get_config
 
-    overrides = {
+    return get_config(args.arch or DEFAULT_ARCH, **architecture_flags(args))
+
+
+def architecture_flags(args) -> dict:
+    """The configuration fields the architecture flags give (those not given left out)."""
+    return {
         k: v for k, v in dict(
+            image_size=args.image_size, layers=args.layers,
             scale=args.scale, hidden_dim=args.hidden_dim, mlp_dim=args.mlp_dim,
             num_heads=args.num_heads, num_classes=args.num_classes, dropout=args.dropout,
             exit_weights=args.exit_weights, mlp_layers=args.mlp_layers,
             mlp_activation=args.mlp_activation,
         ).items() if v is not None
     }
-    return get_config(args.arch, layers=args.layers, **overrides)
 
 
 def recipe_parent() -> argparse.ArgumentParser:

@@ -15,8 +15,10 @@ from ravit_keras.cli.options import (
     conversion_modes,
     data_parent,
     distribution_parent,
+    init_source,
     model_parent,
     model_path,
+    non_negative_int,
     out_parent,
     output_parent,
     positive_int,
@@ -70,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalization", default="auto", choices=("auto", "preset", "data"),
                    help="per-channel mean/std the model normalises with. preset: the architecture's "
                         "(--arch); data: the training data's (measured on 2,000 images); auto: the "
-                        "architecture's on its own dataset, else the data's")
+                        "architecture's on its own dataset, else the data's. With --init, auto and preset "
+                        "keep the --init model's (its first layer was trained on pixels normalised so)")
     p.add_argument("--dtype-policy", default="float32", choices=("float32", "mixed_bfloat16"),
                    help="compute precision of training (weights stay float32; the saved model is float32)")
     p.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
@@ -84,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", metavar="{" + ",".join(BACKENDS) + "}",
                    help="Keras backend to train on (default: Keras's own setting, KERAS_BACKEND or keras.json); "
                         "jax trains without TensorFlow (NumPy input, augmentation inside the jitted step)")
+    g = p.add_argument_group("fine-tuning")
+    g.add_argument("--init", type=init_source, metavar="MODEL",
+                   help="start from a trained model: preset:NAME, a training run folder or a .keras file. Its "
+                        "architecture and normalisation are taken (architecture flags may only repeat them; "
+                        "--image-size resamples the position embeddings), its weights copied, and the exit "
+                        "heads re-made unless the data's classes are its own")
+    g.add_argument("--freeze-epochs", type=non_negative_int, default=0, metavar="K",
+                   help="with --init: train only the exit heads (encoders frozen) for the first K epochs, then "
+                        "everything")
 
     p = add("eval", "per-exit accuracy, early-exit routing, threshold sweep, calibration, per-class results",
             [model_parent(), data_parent(), thresholds_parent(), calibration_parent(),

@@ -187,18 +187,27 @@ def build_ravit(config: RAViTConfig) -> RAViT:
 
 
 def load_ravit(path: str) -> RAViT:
-    """Loads a ``.keras`` file written by ``RAViT.save`` (or training's checkpoints).
+    """Loads a RAViT from a ``.keras`` file written by ``RAViT.save`` (or training's
+    checkpoints), or from a training run folder or a preset's folder (its ``model.keras``).
 
     Raises:
-        FileNotFoundError: if ``path`` does not exist.
+        FileNotFoundError: nothing at ``path``, or a folder without a model file
+            (the message says what the folder is: an unfinished run, converted submodels).
         ValueError: if the file does not hold a RAViT model.
     """
     import os
-
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No model file at {path}.")
     import zipfile
 
+    from ravit_keras import runs
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No model file or run folder at {path}.")
+    if os.path.isdir(path):
+        # Keras reads a folder as a model archive and fails inside (UnboundLocalError).
+        path = str(runs.model_file(path))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No {runs.MODEL_FILE} in the folder {os.path.dirname(path)}: "
+                                    f"{_folder_kind(os.path.dirname(path))}")
     if str(path).endswith(".keras") and not zipfile.is_zipfile(path):
         # Keras would say "file not found" for a file that is only damaged.
         raise ValueError(f"{path} is not a readable .keras model file: not a complete zip archive "
@@ -210,6 +219,19 @@ def load_ravit(path: str) -> RAViT:
     if not isinstance(model, RAViT):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a RAViT model.")
     return model
+
+
+def _folder_kind(folder: str) -> str:
+    """What a folder without ``model.keras`` is, as the end of an error message."""
+    import os
+
+    from ravit_keras import runs
+
+    if os.path.isfile(os.path.join(folder, "manifest.json")):
+        return "it holds converted submodels (load them with ravit_keras.load_manifest / RAViTScheduler)."
+    if os.path.isdir(os.path.join(folder, runs.BACKUP_DIR)):
+        return "an unfinished training run (rerun its training command to finish it)."
+    return f"give a .keras file, or a training run folder ({', '.join(runs.RUN_FILES)})."
 
 
 def count_params(model: keras.Model) -> int:

@@ -85,12 +85,28 @@ def locate(spec: str) -> Path:
     return preset_dir(spec)  # Names the presets that exist.
 
 
-def from_preset(name: str):
+def from_preset(name: str, num_classes: int | None = None):
     """Loads a preset as a ``RAViT`` Keras model (uncompiled, float32): a shipped preset's
-    name, a local preset folder, or an ``hf://`` / ``kaggle://`` location (``locate``)."""
+    name, a local preset folder, or an ``hf://`` / ``kaggle://`` location (``locate``).
+
+    Args:
+        num_classes: classes of the exit heads, as keras-hub's ``from_preset(...,
+            num_classes=)``: another count than the preset's gives the preset's
+            encoders with new, freshly initialised heads (to fine-tune on other
+            classes; ``training.finetune.init_from``); None or the preset's count,
+            the preset as it is.
+    """
     from ravit_keras.model import load_ravit
 
-    return load_ravit(str(locate(name) / MODEL_FILE))
+    folder = locate(name)
+    model = load_ravit(str(folder / MODEL_FILE))
+    if num_classes is None or num_classes == model.ravit_config.num_classes:
+        return model
+    from ravit_keras.training.finetune import InitSource, finetune_config, init_from
+
+    label = f"{PREFIX}{name.removeprefix(PREFIX)}" if name.removeprefix(PREFIX) in available_presets() else name
+    source = InitSource(label, folder / MODEL_FILE, "", model)
+    return init_from(source, finetune_config(source, num_classes))
 
 
 def resolve_model_path(spec: str) -> str:

@@ -3,7 +3,8 @@
 What ``ravit train`` does, callable from Python: load the training images (with
 a calibration holdout kept out), size the heads for the data's classes, choose
 the normalisation, build the pipelines, record what identifies the data, and
-train into the run folder.
+train into the run folder. ``finetune_from_data`` (``ravit train --init``) does
+the same starting from a trained model's weights (``training.finetune``).
 """
 
 from __future__ import annotations
@@ -70,8 +71,86 @@ def train_from_data(
                                 strategy=strategy, verbose=verbose, notes=notes)
 
 
+def finetune_from_data(
+    init: str | os.PathLike,
+    source: DataSource,
+    out_dir: str | os.PathLike,
+    training: TrainingConfig = TrainingConfig(),
+    *,
+    label: str | None = None,
+    changes: dict[str, Any] | None = None,
+    num_classes: int | None = None,
+    normalization: str = "auto",
+    **kwargs: Any,
+) -> tuple[Any, dict[str, list[float]], RAViTConfig]:
+    """Fine-tunes the trained model at ``init`` on ``source`` into the run folder ``out_dir``.
+
+    As ``train_from_data``, with the configuration taken from the source model
+    (``training.finetune.finetune_config``: its architecture and normalisation, the
+    data's classes) and its weights copied in before the first epoch. A run resumed
+    from its checkpoint takes its configuration from its own record and does not
+    read ``init`` again.
+
+    Args:
+        init: a run folder (a preset's included) or a ``.keras`` file.
+        label: how the run record names the source (default: ``init``), e.g. ``preset:NAME``.
+        changes: configuration fields to change (``image_size``, ``dropout``, ...);
+            architecture fields only with the source's values.
+        normalization: "auto" or "preset" keep the source's mean/std (its patch
+            embedding was trained on pixels normalised so); "data" measures the
+            training data's.
+        kwargs: ``train_from_data``'s other arguments (``calibration_holdout``, ...).
+
+    Raises:
+        training.finetune.ArchitectureMismatchError: ``changes`` do not fit the source (names the field).
+    """
+    from ravit_keras.io_utils import folder_lock
+
+    label = label or str(init)
+    notes = kwargs.get("notes", _say)
+    with folder_lock(out_dir):
+        recorded = _resumed_init(out_dir, label)
+        if recorded is not None:
+            config, init_source, init_record = recorded[0], None, recorded[1]
+            notes(f"Resuming the fine-tuning run in {out_dir} from its checkpoint (not from {label})")
+        else:
+            from ravit_keras.training.finetune import finetune_config, load_init
+
+            init_source = load_init(init, label)
+            config = finetune_config(init_source, num_classes, **(changes or {}))
+            init_record = init_source.record()
+        if normalization == "data":
+            normalization_arch = config.name
+        elif normalization in ("auto", "preset"):
+            normalization_arch, normalization = config.name, "preset"
+        else:
+            raise ValueError(f"normalization must be auto, preset or data, got {normalization!r}.")
+        kwargs.setdefault("notes", notes)
+        return _train_from_data(config, source, out_dir, training, arch=normalization_arch,
+                                num_classes=num_classes, normalization=normalization, init=init_source,
+                                init_record=init_record, **{**_DEFAULTS, **kwargs})
+
+
+_DEFAULTS = dict(calibration_holdout=runs.DEFAULT_CALIBRATION_HOLDOUT, limit_train=None, limit_test=None,
+                 validate=False, strategy=None, verbose="auto")
+
+
+def _resumed_init(out_dir, label: str):
+    """``(config, init record)`` of an unfinished run in ``out_dir`` started from ``label``
+    that has a checkpoint to resume from; None when the run starts from the source."""
+    from ravit_keras.config import RAViTConfig
+
+    if not (runs.has_checkpoint(out_dir) and runs.has_record(out_dir)):
+        return None
+    record = runs.load_record(out_dir)
+    init = record.get("init")
+    if not isinstance(init, dict) or init.get("source") != label:
+        return None  # train() refuses the resume, naming what the run was started from.
+    return RAViTConfig.from_dict(record["model"]), init
+
+
 def _train_from_data(config, source, out_dir, training, *, arch, num_classes, calibration_holdout, limit_train,
-                     limit_test, validate, normalization, strategy, verbose, notes):
+                     limit_test, validate, normalization, strategy, verbose, notes, init=None, init_record=None):
     import keras
 
     from ravit_keras.data.checks import check_class_names
@@ -121,9 +200,17 @@ def _train_from_data(config, source, out_dir, training, *, arch, num_classes, ca
           f"images from {source.data} for {training.epochs} epochs ({recipe} recipe) -> {out_dir}")
     signature = runs.data_signature(source.data, train_split.num_examples, train_split.class_names,
                                     source.holdout_fraction, calibration_holdout, limit_train)
+    initialize = None
+    if init is not None:
+        def initialize(model):
+            for line in init.apply(model, train_split.class_names):
+                notes(f"note: {line}")
+        notes(f"Starting from {init.label} (sha256 {init.sha256[:12]}...): its encoders, "
+              f"{'its heads' if init.keeps_heads(config, train_split.class_names) else 'new heads'}")
     model, history = naming_bad_images(train_split, lambda: train(
         config, train_ds, out_dir, training, val_ds, strategy=strategy, verbose=verbose,
-        class_names=train_split.class_names, data_signature=signature))
+        class_names=train_split.class_names, data_signature=signature, initialize=initialize,
+        init_record=init_record))
     return model, history, config
 
 

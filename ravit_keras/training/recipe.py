@@ -71,6 +71,10 @@ class TrainingConfig:
         mixup_alpha: the stronger recipe's augmentations (``data.augment.Augmentation``),
             all off by default (the paper's recipe). With CutMix or MixUp the labels
             are one-hot mixtures and the exit losses take dense targets.
+        freeze_epochs: int, default 0. The first ``freeze_epochs`` epochs train the exit
+            heads only (encoders frozen), the rest train everything: for fine-tuning
+            (``train(..., initialize=...)``), so that fresh heads do not send large
+            gradients into trained encoders.
     """
 
     epochs: int = 10
@@ -89,6 +93,7 @@ class TrainingConfig:
     random_erasing: float = 0.0
     cutmix_alpha: float = 0.0
     mixup_alpha: float = 0.0
+    freeze_epochs: int = 0
 
     def __post_init__(self):
         if self.dtype_policy not in DTYPE_POLICIES:
@@ -103,6 +108,8 @@ class TrainingConfig:
             raise ValueError("weight_decay and warmup_epochs must be non-negative.")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+        if not 0 <= self.freeze_epochs <= self.epochs:
+            raise ValueError(f"freeze_epochs must be in [0, epochs = {self.epochs}], got {self.freeze_epochs}.")
         _ = self.augmentation  # Validates the augmentation fields.
 
     @property
