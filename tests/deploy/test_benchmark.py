@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ravit_keras.deploy.export.flatbuffer import builtin_op_names
-from ravit_keras.deploy.measurement.benchmark import naive_keras_vit
+from ravit_keras.deploy.measurement.reference_models import naive_keras_vit
 from ravit_keras.deploy.measurement.profiling import (
     benchmark_tool_path,
     cpu_description,
@@ -135,7 +135,7 @@ def test_bench_a_ravit_alone(tflite_trained_ravit, tmp_path):
 
 
 def test_matrix_macs_counts_what_the_graph_runs(tmp_path, tflite_float32_folder, tflite_trained_ravit):
-    from ravit_keras.deploy.measurement.benchmark import fully_connected_ceiling_models
+    from ravit_keras.deploy.measurement.reference_models import fully_connected_ceiling_models
     from ravit_keras.deploy.measurement.profiling import matrix_macs
     from ravit_keras.model import flops
 
