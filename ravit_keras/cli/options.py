@@ -56,6 +56,16 @@ def model_path(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def model_name(text: str) -> str:
+    """A --name value: letters, digits, '.', '_' and '-' (it names files and plot titles)."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", text):
+        raise argparse.ArgumentTypeError(
+            f"expected up to 64 letters, digits, '.', '_' or '-' (starting with a letter or digit), got {text!r}")
+    return text
+
+
 def available_cores() -> int:
     """The CPU cores this process may run on."""
     import os
