@@ -173,7 +173,7 @@ def cmd_convert(args) -> int:
         options.mode = args.mode
         manifest = convert(model, args.out, images, labels, class_names=split.class_names,
                            calibration_source=cal_where, options=options, overwrite=args.overwrite)
-    print(f"Wrote {len(manifest.exits)} {manifest.quantization} submodels and manifest.json to "
+    print(f"Wrote {plural(len(manifest.exits), f'{manifest.quantization} submodel')} and manifest.json to "
           f"{args.out}; default thresholds {thresholds_text(manifest.default_thresholds)}")
     return 0
 

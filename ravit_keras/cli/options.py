@@ -9,19 +9,27 @@ from __future__ import annotations
 import argparse
 
 from ravit_keras import runs
+from ravit_keras.console import plural
 from ravit_keras.deploy.runtime.modes import MODES as CONVERSION_MODES
 
 MODES = ("auto",) + CONVERSION_MODES
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Shows every flag's default (where it has one) after its help."""
+    """Shows every flag's default (where it has one) once, after its help.
+
+    A help text that states its default in words ("(default: the architecture's)")
+    keeps it; 0 and 0.0 are defaults like any other (not "no default" as False is);
+    a list or tuple default reads as its comma-separated items.
+    """
 
     def _get_help_string(self, action):
         text = action.help or ""
         default = action.default
-        if default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text and action.option_strings:
-            text += " (default: %(default)s)"
+        absent = default is None or default is False or default is argparse.SUPPRESS
+        if not absent and action.option_strings and "%(default)" not in text and "(default:" not in text:
+            shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else "%(default)s"
+            text += f" (default: {shown})"
         return text
 
 
@@ -86,7 +94,7 @@ def thread_count(text: str) -> int:
     value = positive_int(text)
     if value > max_threads():
         raise argparse.ArgumentTypeError(
-            f"{value} threads on {available_cores()} CPU cores; give at most {max_threads()} (4 per core)")
+            f"{plural(value, 'thread')} on {available_cores()} CPU cores; give at most {max_threads()} (4 per core)")
     return value
 
 
@@ -294,7 +302,8 @@ def thresholds_parent() -> argparse.ArgumentParser:
                    help="τ, the entropy under which an image leaves at an exit: one value, or one per "
                         "early exit, e.g. 0.1 or 0.1,0.2 (default: a converted model's manifest "
                         "thresholds; a Keras model: 0, no early exit; bench: the grid 0, 1, 2, 5, 10 and "
-                        "20 %% of ln C, the largest entropy)")
+                        "20 %% of ln C, the largest entropy, and the model's calibrated thresholds). At most "
+                        "ln C (as printed, e.g. 1.60944 for 5 classes), which stops every image at that exit")
     return p
 
 

@@ -5,8 +5,6 @@ import json
 import math
 import shutil
 
-import pytest
-
 from ravit_keras.cli import main
 from ravit_keras.deploy.measurement.bench_report import format_summary, matched_accuracy
 from ravit_keras.deploy.measurement.benchmark import operating_points, relative_thresholds

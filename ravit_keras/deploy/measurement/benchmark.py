@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ravit_keras.console import plural
 from ravit_keras.deploy.export.convert import ConversionOptions, convert
 from ravit_keras.deploy.measurement.bench_report import format_benchmark, matched_accuracy
 from ravit_keras.deploy.measurement.profiling import (
@@ -196,7 +197,7 @@ def run_benchmark(
             points = operating_points(sched.manifest, thresholds)
         rows = []
         for point in points:
-            say(f"scheduler {tag} {mode} {point['point']} τ={point['tau']} over {len(images)} images")
+            say(f"scheduler {tag} {mode} {point['point']} τ={point['tau']} over {plural(len(images), 'image')}")
             r = sched.evaluate(images, labels, thresholds=point["tau"])
             r.pop("per_class", None)
             if tag in keras_logits:
@@ -217,7 +218,7 @@ def run_benchmark(
 
 def _time_files(result, files, ceiling, num_threads, say) -> None:
     """Interleaved latency, delegation and litert-benchmark figures of every file, into ``result``."""
-    say(f"timing {len(files)} models interleaved ({num_threads} thread{'s' if num_threads > 1 else ''})")
+    say(f"timing {plural(len(files), 'model')} interleaved ({plural(num_threads, 'thread')})")
     timing = interleaved_latency(list(files.values()), num_threads=num_threads)
     result["latency_ms"] = {name: timing[str(p)] for name, p in files.items()}
     result["delegation"] = {name: undelegated_ops(p) for name, p in files.items()}
