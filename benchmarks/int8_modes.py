@@ -50,18 +50,18 @@ def main(argv=None) -> int:
     from ravit_keras.config import get_config
     from ravit_keras.data import load_split
     from ravit_keras.deploy.export.convert import ConversionOptions, convert
-    from ravit_keras.deploy.measurement.benchmark import (
-        CEILING_SHAPES,
-        ceiling_arithmetic,
-        ceiling_gmacs,
-        fully_connected_ceiling_models,
-    )
     from ravit_keras.deploy.measurement.op_profile import profile_ops
     from ravit_keras.deploy.measurement.profiling import (
         cpu_description,
         interleaved_latency,
         matrix_macs,
         undelegated_ops,
+    )
+    from ravit_keras.deploy.measurement.reference_models import (
+        CEILING_SHAPES,
+        ceiling_arithmetic,
+        ceiling_gmacs,
+        fully_connected_ceiling_models,
     )
     from ravit_keras.deploy.runtime.manifest import load_manifest
     from ravit_keras.io_utils import atomic_write_json, atomic_write_text

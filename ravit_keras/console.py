@@ -25,6 +25,17 @@ _LIBRARY_WARNINGS = (
 )
 
 
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """A count and its noun, singular for exactly one: ``"1 image"``, ``"2 images"``.
+
+    ``noun`` may be several words ("int8 submodel"); only the last takes the plural
+    (``plural_form`` replaces the whole noun where adding "s" is wrong, e.g. "classes").
+    """
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {plural_form or noun + 's'}"
+
+
 def set_verbose(verbose: bool) -> None:
     """Shows (True) or holds back (False, the default) the libraries' own logs."""
     global _verbose

@@ -159,9 +159,12 @@ def evaluate_logits(
         if rows:
             exits.save_sweep(rows, out / "sweep.csv")
             exits.save_sweep(rows, out / "sweep.json")
+            marked = None if point_name == "no early exit" else (
+                f"{point_name} (τ = {', '.join(f'{t:.3g}' for t in taus)})", point["avg_mflops"], point["accuracy"])
             exits.plot_accuracy_vs_flops(
                 rows, out / "accuracy_vs_mflops.png", baselines=baselines,
-                title=f"{config.name} RAViT {config.layer_spec}",
+                title=f"{config.name} RAViT {config.layer_spec}", operating_point=marked,
+                mac_budget_mflops=None if mac_budget is None else 2 * mac_budget / 1e6,
             )
         tau_text = ", ".join(f"{t:.3g}" for t in taus) or "-"
         plot_operating_point(
@@ -190,8 +193,10 @@ def evaluate_baselines(baselines: Mapping[str, str], data, batch_size: int = 256
 
 def format_report(report: Mapping[str, Any]) -> str:
     """A short human-readable summary of ``evaluate_logits``'s report."""
+    from ravit_keras.console import plural
+
     lines = [
-        f"RAViT {report['layers']} ({report['config']}), {report['num_images']} images, "
+        f"RAViT {report['layers']} ({report['config']}), {plural(report['num_images'], 'image')}, "
         f"{report['mflops']:.2f} MFLOPs without early exit",
         "per-exit accuracy: " + ", ".join(
             f"{n} {100 * a:.2f}%" for n, a in zip(report["exit_names"], report["per_exit_accuracy"])

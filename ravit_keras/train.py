@@ -337,7 +337,8 @@ def _check_resume_compatible(out_dir: Path, config: RAViTConfig, training: Train
         raise ValueError(f"{out_dir} holds an unfinished run that {started}; resume it with the same "
                          "command, or use a new output folder.")
     old_config, old_training = load_run_config(out_dir)
-    if old_config != config:
+    # The name is a label (a run started as "cifar10-custom" resumes under its data's name).
+    if old_config.replace(name=config.name) != config:
         raise ValueError(
             f"{out_dir} holds a run of another model ({old_config.name} "
             f"{old_config.layer_spec}); use a new output folder to train {config.name} "

@@ -217,6 +217,43 @@ def test_every_flag_has_help_and_help_matches_behaviour(capsys):
     assert "--calibration-images" in convert_help and "--num-calibration" not in convert_help
 
 
+def test_every_option_shows_its_default_once_in_help():
+    import argparse
+
+    from ravit_keras.cli import build_parser
+
+    parser = build_parser()
+    checked = 0
+    for command, action in [("ravit", a) for a in parser._actions] + list(_all_actions(parser)):
+        if not action.option_strings or action.help in (None, argparse.SUPPRESS):
+            continue
+        sub = parser if command == "ravit" else parser._subparsers._group_actions[0].choices[command]
+        text = " ".join(sub._get_formatter()._expand_help(action).split())
+        shown = text.count("(default")
+        has_default = not (action.default is None or action.default is False or action.default is argparse.SUPPRESS)
+        where = f"ravit {command} {action.option_strings[-1]}: {text!r}"
+        assert shown == 1 if has_default else shown <= 1, where
+        if has_default and not isinstance(action.default, (list, tuple)) and "(default: " in text:
+            stated = text.split("(default: ", 1)[1]
+            if not stated.startswith(("all of", "the ")):  # Stated in words by the help itself.
+                assert stated.startswith(f"{action.default})"), where
+        checked += has_default
+    assert checked > 40
+    # 0 is a default like any other (it was taken for "no default", as False is).
+    assert "augmentation (default: 0)" in " ".join(capsys_text(main, ["train", "--help"]).split())
+
+
+def capsys_text(run, argv) -> str:
+    """What ``run(argv)`` prints before it exits (argparse's --help)."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        run(argv)
+    return buf.getvalue()
+
+
 def test_broken_pipe_is_quiet():
     proc = subprocess.run(f"{sys.executable} -m ravit_keras flops --config cifar10 | head -1",
                           shell=True, cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -243,3 +280,22 @@ def test_output_folders_are_world_readable(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+
+
+def test_counts_in_the_commands_output_agree_with_their_nouns():
+    import re
+
+    from ravit_keras.console import plural
+
+    assert plural(1, "image") == "1 image" and plural(2, "image") == "2 images" and plural(0, "image") == "0 images"
+    assert plural(1, "int8 submodel") == "1 int8 submodel" and plural(3, "class", "classes") == "3 classes"
+    # No f-string in the command modules prints a count before a plural noun itself.
+    package = Path(REPO) / "ravit_keras"
+    measurement = package / "deploy" / "measurement"
+    files = [*sorted((package / "cli").glob("*.py")), package / "training" / "from_data.py",
+             measurement / "bench_report.py", measurement / "benchmark.py"]
+    raw = re.compile(r"\{[^{}]*\} (images|answers|submodels|epochs|runs|threads|invokes)\b")
+    not_counts = {"{args.mode} submodels"}  # "to int8 submodels": a kind, not a count.
+    found = [f"{f.name}: {m.group(0)}" for f in files for m in raw.finditer(f.read_text())
+             if m.group(0) not in not_counts]
+    assert found == []

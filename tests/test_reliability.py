@@ -647,5 +647,6 @@ def test_a_preset_trained_on_other_data_normalises_with_that_data(tmp_path, caps
                         "--progress", "none", "--out", tmp_path / "run")
     assert code == 0 and "own channel statistics" in out
     model = json.loads((tmp_path / "run" / runs.RECORD_FILE).read_text())["model"]
-    assert model["name"] == "cifar10-custom"
+    assert model["name"] == "d"  # Named after its data (d.npz), not "cifar10".
+    assert "RAViT 1-1 (d) on" in out
     assert model["mean"] == pytest.approx([200 / 255] * 3)

@@ -14,6 +14,7 @@ from ravit_keras.cli.common import (
     check_outputs,
     data_input,
     data_source,
+    is_converted,
     load_calibration,
     load_model,
     load_reported,
@@ -28,6 +29,7 @@ from ravit_keras.cli.options import (
     config_from_args,
     recipe_from_args,
 )
+from ravit_keras.console import plural
 
 
 def cmd_flops(args) -> int:
@@ -84,7 +86,7 @@ def cmd_train(args) -> int:
         fit_verbose = 1 if sys.stdout.isatty() else 2
     common = dict(num_classes=args.num_classes, calibration_holdout=args.calibration_holdout,
                   limit_train=args.limit_train, limit_test=args.limit_test, validate=args.validate,
-                  normalization=args.normalization, strategy=strategy, verbose=fit_verbose, notes=say)
+                  normalization=args.normalization, name=args.name, strategy=strategy, verbose=fit_verbose, notes=say)
     if args.init:
         changes = _init_changes(args)
         if drop_path_rate:
@@ -125,15 +127,21 @@ def _init_changes(args) -> dict:
     return changes
 
 
-def _baselines(specs) -> dict[str, str]:
+def _baselines(specs, flag: str = "--baseline") -> dict[str, str]:
     """``NAME=MODEL`` flags -> ``{name: model path}`` (``preset:NAME`` resolved)."""
+    import re
+
     from ravit_keras.presets import resolve_model_path
 
     parsed = {}
     for spec in specs or []:
         name, _, path = spec.partition("=")
-        if not path:
-            raise ValueError(f"--baseline expects NAME=MODEL_PATH, got {spec!r}.")
+        if not path or not name:
+            raise ValueError(f"{flag} expects NAME=MODEL_PATH, got {spec!r}.")
+        if flag == "--static-baseline" and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):  # A folder name.
+            raise ValueError(f"{flag} {spec!r}: NAME may hold letters, digits, '.', '_' and '-' only.")
+        if name in parsed:
+            raise ValueError(f"{flag} {name!r} is given twice.")
         parsed[name] = resolve_model_path(path)
     return parsed
 
@@ -226,7 +234,7 @@ def cmd_convert(args) -> int:
         manifest = convert(model, args.out, images, labels, class_names=split.class_names,
                            calibration_source=cal_where, calibration_set=cal_set, options=options,
                            overwrite=args.overwrite)
-    print(f"Wrote {len(manifest.exits)} {manifest.quantization} submodels and manifest.json to "
+    print(f"Wrote {plural(len(manifest.exits), f'{manifest.quantization} submodel')} and manifest.json to "
           f"{args.out}; default thresholds {thresholds_text(manifest.default_thresholds)}")
     points = [p.to_dict() for p in manifest.operating_points or ()]
     for line in format_operating_points(points, manifest.full_model_macs):
@@ -237,31 +245,103 @@ def cmd_convert(args) -> int:
     return 0
 
 
-def cmd_bench(args) -> int:
-    """RAViT (and a classic ViT) converted and timed side by side (``deploy.benchmark``)."""
+def _bench_model(flag: str, path: str):
+    """What ``ravit bench`` times for ``flag``: a converted folder (its path) or a Keras RAViT."""
     from ravit_keras import runs
-    from ravit_keras.deploy.measurement.benchmark import run_benchmark
 
+    p = Path(path)
+    if is_converted(path):
+        return p
+    if (p.is_file() and p.suffix == ".keras") or (p.is_dir() and (p / runs.MODEL_FILE).is_file()):
+        return load_model(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{flag} {path!r}: no such file or folder.")
+    raise ValueError(f"{flag} {path!r} is neither a trained RAViT (.keras file, training run folder or "
+                     "preset:NAME) nor a folder written by ravit convert (it holds no manifest.json).")
+
+
+def _bench_classes(flag: str, path: str, model) -> list[str]:
+    from ravit_keras import runs
+    from ravit_keras.deploy.runtime.manifest import load_manifest
+
+    if isinstance(model, Path):
+        return list(load_manifest(model, verify_checksums=False).labels)
+    return runs.class_names(path, model.ravit_config.num_classes)
+
+
+def cmd_bench(args) -> int:
+    """RAViT (a Keras model or a converted folder) timed beside what it is compared with
+    (``deploy.measurement.benchmark``); prints one summary table."""
+    from ravit_keras import runs
+    from ravit_keras.console import is_verbose
+    from ravit_keras.data.calibration import load_calibration as calibration_images
+    from ravit_keras.data.source import matched
+    from ravit_keras.deploy.measurement.bench_report import format_summary
+    from ravit_keras.deploy.measurement.benchmark import run_benchmark
+    from ravit_keras.deploy.runtime.manifest import load_manifest
+    from ravit_keras.exits import validate_thresholds
+
+    statics = _baselines(args.static_baseline, "--static-baseline")
     inputs = model_input("--model", args.model) + data_input(args)
     if args.baseline:
         inputs += model_input("--baseline", args.baseline)
+    for name, path in statics.items():
+        inputs += model_input(f"--static-baseline {name}", path)
     check_outputs(inputs, [("--out", args.out)])
-    model = load_model(args.model)
-    baseline = load_model(args.baseline) if args.baseline else None
-    config = model.ravit_config
-    # Thresholds other than 0 route on calibrated entropies: a model that calibrates on test
-    # images it sets aside is then measured on the rest of the test split.
-    calibrating = args.thresholds is None or any(t > 0 for t in args.thresholds)
-    test, _ = load_reported(data_source(args), args.model, args.split, image_size=config.image_size,
-                            num_classes=config.num_classes, limit=args.limit, calibrating=calibrating,
-                            notes=say)
+    model = _bench_model("--model", args.model)
+    converted = isinstance(model, Path)
+    if converted and args.modes is not None:
+        raise ValueError("--modes applies to a Keras model; a folder written by ravit convert is timed in "
+                         "its own mode.")
+    manifest = load_manifest(model) if converted else None  # Names a missing or altered submodel first.
+    modes = (manifest.quantization,) if converted else (args.modes or CONVERSION_MODES)
+    classes = _bench_classes("--model", args.model, model)
+    compared = {f"--static-baseline {name}": path for name, path in statics.items()}
+    if args.baseline:
+        compared["--baseline"] = args.baseline
+    loaded = {flag: _bench_model(flag, path) for flag, path in compared.items()}
+    for flag, m in loaded.items():
+        theirs = _bench_classes(flag, compared[flag], m)
+        unnamed = runs.placeholder_class_names(len(theirs))  # A bare .keras file: its count alone says.
+        if len(theirs) != len(classes) or theirs not in (classes, unnamed) and classes != unnamed:
+            raise ValueError(f"{flag} {compared[flag]!r} classifies {plural(len(theirs), 'class', 'classes')}"
+                             f" ({', '.join(theirs[:5])}, ...), the --model {plural(len(classes), 'class', 'classes')}"
+                             f" ({', '.join(classes[:5])}, ...): compare models of the same classes.")
+    for tau in args.thresholds or ():
+        validate_thresholds(tau, 2, len(classes))  # Before any conversion.
+    if converted:
+        m = manifest
+        split = data_source(args).load(args.split, (m.image.height, m.image.width), m.num_classes, args.limit)
+        test = matched(split, classes, f"{args.data} {args.split}", say)
+    else:
+        config = model.ravit_config
+        # Thresholds other than 0 route on calibrated entropies: a model that calibrates on test
+        # images it sets aside is then measured on the rest of the test split.
+        test, _ = load_reported(data_source(args), args.model, args.split, image_size=config.image_size,
+                                num_classes=config.num_classes, limit=args.limit, calibrating=True, notes=say)
+    if test.num_examples == 0:
+        raise ValueError(f"The {args.split} split of {args.data} holds no images.")
     images, labels = test.as_numpy()
-    cal, _ = load_calibration(args, config, runs.class_names(args.model, config.num_classes))
-    cal_images, cal_labels = cal.as_numpy()
-    quiet = lambda msg: None  # noqa: E731
-    result = run_benchmark(model, baseline, images, labels, cal_images, cal_labels, args.out,
-                           thresholds=args.thresholds, num_threads=args.threads,
-                           naive=not args.no_naive, class_names=cal.class_names, modes=args.modes,
-                           progress=print if args.progress != "none" else quiet)
-    print((Path(args.out) / "benchmark.md").read_text())
-    return 0 if result else 1
+    # Calibration images convert the Keras models (int8 ranges, thresholds): those of the first one.
+    keras_paths = [(args.model, model)] if not converted else []
+    keras_paths += [(compared[f], m) for f, m in loaded.items() if not isinstance(m, Path)]
+    cal_images = cal_labels = None
+    if keras_paths:
+        path, keras_model = keras_paths[0]
+        config = keras_model.ravit_config
+        cal, _ = calibration_images(data_source(args), path, image_size=config.image_size,
+                                    num_classes=config.num_classes, num_images=args.calibration_images,
+                                    model_classes=classes, split=args.calibration_split, notes=say)
+        cal_images, cal_labels = cal.as_numpy()
+    steps = say if is_verbose() or args.progress == "bar" else None
+    result = run_benchmark(model, loaded.get("--baseline"), images, labels, cal_images, cal_labels, args.out,
+                           thresholds=args.thresholds, num_threads=args.threads, naive=not args.no_naive,
+                           class_names=classes, modes=modes, progress=steps,
+                           static_baselines={n: loaded[f"--static-baseline {n}"] for n in statics})
+    if is_verbose():
+        print((Path(args.out) / "benchmark.md").read_text())
+    else:
+        print(format_summary(result))
+    print(f"Wrote {args.out}/benchmark.md (every submodel's timing, the host's ceiling, fidelity to Keras) "
+          "and benchmark.json")
+    return 0

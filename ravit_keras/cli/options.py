@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ravit_keras import runs
+from ravit_keras.console import plural
 from ravit_keras.deploy.runtime.modes import MODES as CONVERSION_MODES
 
 MODES = ("auto",) + CONVERSION_MODES
@@ -16,13 +17,20 @@ DEFAULT_ARCH = "cifar10"
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Shows every flag's default (where it has one) after its help."""
+    """Shows every flag's default (where it has one) once, after its help.
+
+    A help text that states its default in words ("(default: the architecture's)")
+    keeps it; 0 and 0.0 are defaults like any other (not "no default" as False is);
+    a list or tuple default reads as its comma-separated items.
+    """
 
     def _get_help_string(self, action):
         text = action.help or ""
         default = action.default
-        if default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text and action.option_strings:
-            text += " (default: %(default)s)"
+        absent = default is None or default is False or default is argparse.SUPPRESS
+        if not absent and action.option_strings and "%(default)" not in text and "(default:" not in text:
+            shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else "%(default)s"
+            text += f" (default: {shown})"
         return text
 
 
@@ -82,6 +90,16 @@ def image_size(text: str) -> tuple[int, int]:
     return (sides[0], sides[-1])
 
 
+def model_name(text: str) -> str:
+    """A --name value: letters, digits, '.', '_' and '-' (it names files and plot titles)."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", text):
+        raise argparse.ArgumentTypeError(
+            f"expected up to 64 letters, digits, '.', '_' or '-' (starting with a letter or digit), got {text!r}")
+    return text
+
+
 def available_cores() -> int:
     """The CPU cores this process may run on."""
     import os
@@ -102,7 +120,7 @@ def thread_count(text: str) -> int:
     value = positive_int(text)
     if value > max_threads():
         raise argparse.ArgumentTypeError(
-            f"{value} threads on {available_cores()} CPU cores; give at most {max_threads()} (4 per core)")
+            f"{plural(value, 'thread')} on {available_cores()} CPU cores; give at most {max_threads()} (4 per core)")
     return value
 
 
@@ -329,7 +347,8 @@ def thresholds_parent() -> argparse.ArgumentParser:
                    help="τ, the entropy under which an image leaves at an exit: one value, or one per "
                         "early exit, e.g. 0.1 or 0.1,0.2 (default: a converted model's manifest "
                         "thresholds; a Keras model: 0, no early exit; bench: the grid 0, 1, 2, 5, 10 and "
-                        "20 %% of ln C, the largest entropy)")
+                        "20 %% of ln C, the largest entropy, and the model's calibrated thresholds). At most "
+                        "ln C (as printed, e.g. 1.60944 for 5 classes), which stops every image at that exit")
     return p
 
 

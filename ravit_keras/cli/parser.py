@@ -16,6 +16,7 @@ from ravit_keras.cli.options import (
     data_parent,
     distribution_parent,
     init_source,
+    model_name,
     model_parent,
     model_path,
     non_negative_int,
@@ -74,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(--arch); data: the training data's (measured on 2,000 images); auto: the "
                         "architecture's on its own dataset, else the data's. With --init, auto and preset "
                         "keep the --init model's (its first layer was trained on pixels normalised so)")
+
+    p.add_argument("--name", type=model_name,
+                   help="the model's name in plots, manifest and TFLite metadata (default: the architecture's "
+                        "on its own dataset, else the data's: its folder's or file's name, or its tfds name)")
     p.add_argument("--dtype-policy", default="float32", choices=("float32", "mixed_bfloat16"),
                    help="compute precision of training (weights stay float32; the saved model is float32)")
     p.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
@@ -163,19 +168,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=positive_int, help="classify only the first N images")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (Keras model)")
 
-    p = add("bench", "latency of RAViT (and optionally a classic ViT), int8 and float, side by side",
+    p = add("bench", "latency of RAViT (and optionally a classic ViT or smaller static models), int8 and "
+            "float, side by side; prints one summary table (--verbose: every table)",
             [model_parent(), data_parent(), calibration_parent(), thresholds_parent(), threads_parent(),
              progress_parent(), out_parent("the submodels, benchmark.json and benchmark.md into this folder",
                                            required=True)],
-            "--model: a trained RAViT (.keras file, training run folder or preset:NAME).")
+            "--model: a trained RAViT (.keras file, training run folder or preset:NAME), converted here to "
+            "each of --modes, or a folder written by ravit convert, timed as it is. Besides the τ grid, "
+            "each converted model runs at its own calibrated operating points (its manifest's).")
     p.add_argument("--baseline", type=model_path,
                    help="trained classic ViT of the compared depth (optional; path or preset:NAME)")
+    p.add_argument("--static-baseline", action="append", metavar="NAME=MODEL",
+                   help="a smaller model without early exit (Keras model or converted folder), shown beside "
+                        "RAViT's cheapest operating point at least as accurate (repeatable)")
     p.add_argument("--split", default="test", help="split streamed through the scheduler")
     p.add_argument("--limit", type=positive_int, default=2000, help="images streamed")
     p.add_argument("--no-naive", action="store_true", help="skip the naive Keras-graph ViT baseline")
-    p.add_argument("--modes", type=conversion_modes, default=CONVERSION_MODES,
-                   help="comma-separated conversion modes benchmarked side by side (default: all of "
-                        + ", ".join(CONVERSION_MODES) + ")")
+    p.add_argument("--modes", type=conversion_modes,
+                   help="comma-separated conversion modes of a Keras --model, benchmarked side by side "
+                        "(default: all of " + ", ".join(CONVERSION_MODES) + "; a converted folder: its own)")
 
     p = add("profile", "where a submodel's time goes: per-operator times, XNNPACK's own operators included",
             [model_parent(), threads_parent()], "--model: a folder written by ravit convert, or one .tflite file.")

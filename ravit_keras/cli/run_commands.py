@@ -25,6 +25,7 @@ from ravit_keras.cli.common import (
     select_submodels,
     thresholds_text,
 )
+from ravit_keras.console import plural
 
 
 def _scheduler_thresholds(args, sched) -> None:
@@ -102,8 +103,9 @@ def cmd_run(args) -> int:
     if split.num_examples == 0:
         raise ValueError(f"The {args.split} split of {args.data} holds no images.")
     images, labels = _stream(split)
-    print(f"Scheduling {split.num_examples} {args.data} {args.split} images through "
-          f"{len(sched.submodels)} {m.quantization} submodels, thresholds {thresholds_text(sched.thresholds)}",
+    print(f"Scheduling {plural(split.num_examples, f'{args.data} {args.split} image')} through "
+          f"{plural(len(sched.submodels), f'{m.quantization} submodel')}, thresholds "
+          f"{thresholds_text(sched.thresholds)}",
           flush=True)
     bar = Progress(split.num_examples, mode=args.progress)
     files = split.files
@@ -124,14 +126,16 @@ def cmd_run(args) -> int:
     report["class_names"] = split.class_names
     lat = report["latency_ms"]
     print(f"accuracy {100 * report['accuracy']:.2f}%  exits {report['exit_counts']}  "
-          f"{report['avg_mflops']:.2f} MFLOPs/image  latency mean {lat['mean']:.3f} ms, "
-          f"p50 {lat['p50']:.3f}, p90 {lat['p90']:.3f}, p99 {lat['p99']:.3f}  {_overhead_text(report)}")
+          f"{report['avg_mflops']:.2f} MFLOPs/image")
+    print(f"latency per image: mean {lat['mean']:.3f} ms, p50 {lat['p50']:.3f}, p95 {lat['p95']:.3f}, "
+          f"p99 {lat['p99']:.3f} (after {plural(report['warmup_invokes'], 'warm-up invoke')} of each "
+          f"submodel, not counted); {_overhead_text(report)}")
     print(format_per_class(report["per_class"]))
     if args.out:
         atomic_write_json(args.out, report)
         print(f"Wrote {args.out}")
     if writer is not None:
-        print(f"Wrote {writer.count} per-image answers to {args.per_image}")
+        print(f"Wrote {plural(writer.count, 'per-image answer')} to {args.per_image}")
     taus = ", ".join(f"{t:.3g}" for t in sched.thresholds) or "-"
     setting = f"{m.quantization} scheduler, τ = {taus}"
     from ravit_keras.exits.plots import plot_operating_point
@@ -168,7 +172,8 @@ def cmd_predict(args) -> int:
             sched.set_thresholds(args.thresholds)
         m = sched.manifest
         size = (m.image.height, m.image.width)
-        kind = f"{len(sched.submodels)} {m.quantization} submodels, thresholds {thresholds_text(sched.thresholds)}"
+        kind = (f"{plural(len(sched.submodels), f'{m.quantization} submodel')}, thresholds "
+                f"{thresholds_text(sched.thresholds)}")
         dtype = sched.image_dtype
         items = ((f, img if dtype == "uint8" else img.astype(np.float32))
                  for f, img in prediction.read_images(files, size, args.skip_bad_images, warn))
@@ -187,7 +192,7 @@ def cmd_predict(args) -> int:
         kind = f"Keras RAViT {config.layer_spec}, thresholds {thresholds_text(taus)}"
         items = list(prediction.read_images(files, config.image_size, args.skip_bad_images, warn))
         answers = prediction.predict_with_keras(model, items, taus, args.top_k, args.batch_size, names)
-    print(f"Classifying {len(files)} images with {kind}", flush=True)
+    print(f"Classifying {plural(len(files), 'image')} with {kind}", flush=True)
     from ravit_keras.console import Progress
 
     bar = Progress(len(files), mode=args.progress if writer is not None else "none")
@@ -209,9 +214,9 @@ def cmd_predict(args) -> int:
         consume()
     bar.close()
     total = sum(counts.values())
-    print(f"{total} images: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"{plural(total, 'image')}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if writer is not None:
-        print(f"Wrote {writer.count} answers to {args.out}")
+        print(f"Wrote {plural(writer.count, 'answer')} to {args.out}")
     return 0
 
 
@@ -239,7 +244,7 @@ def cmd_profile(args) -> int:
         profiles.append(profile)
         print(format_profile(profile, top=args.top, every_op=args.every_op), flush=True)
     if len(profiles) > 1:
-        print(f"All {len(profiles)} submodels: {sum(p.total_us for p in profiles):.1f} µs per image "
+        print(f"All {plural(len(profiles), 'submodel')}: {sum(p.total_us for p in profiles):.1f} µs per image "
               "through every exit (profiler overhead included)")
     if args.json:
         from ravit_keras.deploy.measurement.profiling import cpu_description

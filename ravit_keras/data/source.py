@@ -51,6 +51,12 @@ class DataSource:
         """The generated dataset, whose size is the number of images drawn."""
         return self.data == "generated"
 
+    @property
+    def name(self) -> str:
+        """A short name for the dataset, for the model trained on it: the folder's name,
+        the file's without its extension, the tfds name, or "generated"."""
+        return dataset_name(self.data)
+
     def load(self, split: str, image_size, num_classes: int | None, limit: int | None = None,
              calibration_fraction: float = 0.0, seed: int = 0):
         """One split as a ``DataSplit`` (``num_classes`` sizes only the generated set)."""
@@ -65,6 +71,25 @@ class DataSource:
         if self.skip_bad_images:
             loaded = loaded.without_unreadable(self.warn)
         return loaded
+
+
+def dataset_name(data: str) -> str:
+    """``DataSource.name`` of a ``--data`` value: ``tfds:tf_flowers`` -> tf_flowers,
+    ``~/data/flowers/`` -> flowers, ``faces.npz`` -> faces, ``cifar-10-python.tar.gz``
+    -> cifar-10-python. Characters other than letters, digits, '.', '_' and '-' become '-'."""
+    import re
+    from pathlib import Path
+
+    if data.startswith("tfds:"):
+        name = data[len("tfds:"):]
+    else:
+        path = Path(data).expanduser()
+        name = path.name or path.resolve().name
+        for suffix in (".tar.gz", ".tgz", ".tar", ".npz", ".zip"):
+            if name.lower().endswith(suffix) and len(name) > len(suffix):
+                name = name[: -len(suffix)]
+                break
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "custom"
 
 
 def naming_bad_images(split, work: Callable[[], Any]) -> Any:

@@ -30,6 +30,8 @@ def plot_accuracy_vs_flops(
     path: str | Path,
     baselines: Mapping[str, tuple[float, float]] | None = None,
     title: str | None = None,
+    operating_point: tuple[str, float, float] | None = None,
+    mac_budget_mflops: float | None = None,
 ) -> Path:
     """Accuracy (%) against average MFLOPs for sweep rows, written atomically as PNG.
 
@@ -38,31 +40,51 @@ def plot_accuracy_vs_flops(
             ``name -> rows`` to draw several models' early-exit curves in one plot.
         baselines: optional ``name -> (mflops, accuracy)``, accuracy a fraction in
             [0, 1] like the rows, drawn as labelled points (e.g. classic ViTs).
+        operating_point: optional ``(label, mflops, accuracy)``: the thresholds the
+            report states (e.g. the calibrated ones), marked and labelled on the curve.
+        mac_budget_mflops: optional budget the thresholds were calibrated to, drawn as
+            a labelled vertical line.
     """
+    fig = accuracy_vs_flops_figure(rows, baselines, title, operating_point, mac_budget_mflops, where=path)
+    return _save_figure(fig, path)
+
+
+def accuracy_vs_flops_figure(rows, baselines=None, title=None, operating_point=None, mac_budget_mflops=None,
+                             where="the plot"):
+    """The ``plot_accuracy_vs_flops`` figure (a matplotlib ``Figure``), not saved."""
     curves = ({str(name): list(r) for name, r in rows.items()} if isinstance(rows, Mapping)
               else {"RAViT early exit": list(rows)})
     if not curves or not all(curves.values()):
         empty = [name for name, r in curves.items() if not r]
-        raise ValueError(f"No sweep rows to plot into {path}" + (f" for {empty}." if empty else "."))
+        raise ValueError(f"No sweep rows to plot into {where}" + (f" for {empty}." if empty else "."))
     fig, ax = _new_figure((6.0, 4.2))
     for name, curve in curves.items():
         pts = sorted((float(r["avg_mflops"]), 100.0 * float(r["accuracy"])) for r in curve)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, label=name)
     for name, (mflops, acc) in (baselines or {}).items():
-        if not 0.0 <= float(acc) <= 1.0:
-            raise ValueError(
-                f"baseline {name!r} accuracy {acc!r} is not a fraction in [0, 1] "
-                "(give 0.93, not 93)."
-            )
+        _check_fraction(f"baseline {name!r}", acc)
         # In the legend, not beside the point: nearby points' labels would overlap.
         ax.plot([mflops], [100.0 * acc], "s", ms=6, label=name)
+    if mac_budget_mflops is not None:
+        ax.axvline(float(mac_budget_mflops), color="0.4", ls="--", lw=1,
+                   label=f"MAC budget: {float(mac_budget_mflops):.2f} MFLOPs")
+    if operating_point is not None:
+        label, mflops, acc = operating_point
+        _check_fraction(f"operating point {label!r}", acc)
+        ax.plot([mflops], [100.0 * acc], "*", ms=13, color="crimson", zorder=5,
+                label=f"{label}: {100.0 * acc:.2f}%, {float(mflops):.2f} MFLOPs")
     ax.set_xlabel("average MFLOPs per image")
     ax.set_ylabel("accuracy (%)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     if title:
         ax.set_title(title)
-    return _save_figure(fig, path)
+    return fig
+
+
+def _check_fraction(what: str, acc) -> None:
+    if not 0.0 <= float(acc) <= 1.0:
+        raise ValueError(f"{what} accuracy {acc!r} is not a fraction in [0, 1] (give 0.93, not 93).")
 
 
 def plot_exit_histogram(exit_counts: Sequence[int], exit_names: Sequence[str], path: str | Path,

@@ -38,6 +38,12 @@ def max_entropy(num_classes: int) -> float:
     return math.log(num_classes)
 
 
+def display_rounding(value: float) -> float:
+    """Half a unit in the sixth significant digit of ``value``: how far above ``value`` its
+    printed form (``%g``, e.g. ln 5 = 1.60944) may lie."""
+    return 0.5 * 10.0 ** (math.floor(math.log10(value)) - 5)
+
+
 def validate_thresholds(thresholds: Any, num_exits: int, num_classes: int) -> np.ndarray:
     """Normalises thresholds to a float64 array of length ``num_exits − 1``.
 
@@ -47,7 +53,8 @@ def validate_thresholds(thresholds: Any, num_exits: int, num_classes: int) -> np
 
     Raises:
         ValueError: for a wrong length, or a value that is NaN/inf, negative or
-            above ``ln(num_classes)`` (the maximum possible entropy).
+            above ``ln(num_classes)`` (the maximum possible entropy). A value above
+            ln C by no more than ``display_rounding`` (ln C typed as printed) is ln C.
     """
     if int(num_exits) != num_exits or num_exits < 1:
         raise ValueError(f"num_exits must be a positive integer, got {num_exits!r}.")
@@ -76,11 +83,12 @@ def validate_thresholds(thresholds: Any, num_exits: int, num_classes: int) -> np
             raise ValueError(f"{where} = {t!r} is not a finite number.")
         if t < 0:
             raise ValueError(f"{where} = {t!r} is negative; entropies are >= 0.")
-        if t > limit:
+        if t > limit + display_rounding(limit):
             raise ValueError(
-                f"{where} = {t!r} is above ln({num_classes}) = {limit:.6g}, the maximum "
-                f"possible entropy over {num_classes} classes; use at most {limit:.6g} "
+                f"{where} = {t!r} is above ln({num_classes}) = {limit:.8g}, the maximum "
+                f"possible entropy over {num_classes} classes; use at most {limit:.8g} "
                 "(which already stops every image at that exit)."
             )
+        arr[i] = min(t, limit)  # ln C as printed (e.g. 1.60944 for ln 5) is ln C.
     return arr
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from ravit_keras import runs
 from ravit_keras.config import RAViTConfig
+from ravit_keras.console import plural
 from ravit_keras.data.source import DataSource, naming_bad_images
-from ravit_keras.training.normalization import choose_normalization
+from ravit_keras.training.normalization import choose_normalization, model_name
 from ravit_keras.training.recipe import TrainingConfig
 from ravit_keras.training.recipes import recipe_name
 
@@ -39,6 +40,7 @@ def train_from_data(
     limit_test: int | None = None,
     validate: bool = False,
     normalization: str = "auto",
+    name: str | None = None,
     strategy=None,
     verbose: str | int = "auto",
     notes: Callable[[str], None] = _say,
@@ -56,6 +58,8 @@ def train_from_data(
         limit_train, limit_test: use only the first N images.
         validate: evaluate on the test split after each epoch.
         normalization: "auto", "preset" or "data" (``choose_normalization``).
+        name: the model's name (plots, manifest, metadata); default: the architecture's on
+            its own dataset, else the data's (``normalization.model_name``).
         notes: receives what is decided on the way and the plan.
 
     Returns:
@@ -68,7 +72,7 @@ def train_from_data(
         return _train_from_data(config, source, out_dir, training, arch=arch, num_classes=num_classes,
                                 calibration_holdout=calibration_holdout, limit_train=limit_train,
                                 limit_test=limit_test, validate=validate, normalization=normalization,
-                                strategy=strategy, verbose=verbose, notes=notes)
+                                name=name, strategy=strategy, verbose=verbose, notes=notes)
 
 
 def finetune_from_data(
@@ -131,8 +135,9 @@ def finetune_from_data(
                                 init_record=init_record, **{**_DEFAULTS, **kwargs})
 
 
-_DEFAULTS = dict(calibration_holdout=runs.DEFAULT_CALIBRATION_HOLDOUT, limit_train=None, limit_test=None,
-                 validate=False, strategy=None, verbose="auto")
+# calibration_holdout None: runs.default_calibration_holdout's rule for the data's size.
+_DEFAULTS = dict(calibration_holdout=None, limit_train=None, limit_test=None, validate=False, name=None,
+                 strategy=None, verbose="auto")
 
 
 def _resumed_init(out_dir, label: str):
@@ -150,7 +155,7 @@ def _resumed_init(out_dir, label: str):
 
 
 def _train_from_data(config, source, out_dir, training, *, arch, num_classes, calibration_holdout, limit_train,
-                     limit_test, validate, normalization, strategy, verbose, notes, init=None, init_record=None):
+                     limit_test, validate, normalization, name, strategy, verbose, notes, init=None, init_record=None):
     import keras
 
     from ravit_keras.data.checks import check_class_names
@@ -187,6 +192,7 @@ def _train_from_data(config, source, out_dir, training, *, arch, num_classes, ca
         # The head is sized for the data, not for the architecture's dataset.
         config = config.replace(num_classes=train_split.num_classes)
     config = choose_normalization(config, arch, source.data, train_split, normalization, notes)
+    config = config.replace(name=model_name(config, arch, source, train_split, name))
     train_ds = fit_batches(train_split, config, training, training=True)
     from ravit_keras.train import check_steps_per_epoch
 
@@ -196,8 +202,8 @@ def _train_from_data(config, source, out_dir, training, *, arch, num_classes, ca
         val_split = source.load("test", config.image_size, config.num_classes, limit_test)
         val_ds = fit_batches(val_split, config, training, training=False)
     recipe = recipe_name(dataclasses.asdict(training), config.drop_path_rate)
-    notes(f"Training RAViT {config.layer_spec} ({config.name}) on {train_split.num_examples} "
-          f"images from {source.data} for {training.epochs} epochs ({recipe} recipe) -> {out_dir}")
+    notes(f"Training RAViT {config.layer_spec} ({config.name}) on {plural(train_split.num_examples, 'image')} "
+          f"from {source.data} for {plural(training.epochs, 'epoch')} ({recipe} recipe) -> {out_dir}")
     signature = runs.data_signature(source.data, train_split.num_examples, train_split.class_names,
                                     source.holdout_fraction, calibration_holdout, limit_train)
     initialize = None

@@ -2,8 +2,8 @@
 
 An architecture configuration (``get_config("cifar10")``) carries the mean/std
 of the dataset it was designed for. Trained on that dataset, the model keeps
-them; trained on other data, it normalises with that data's own statistics
-(a model named ``<arch>-custom``), measured on the first images.
+them; trained on other data, it normalises with that data's own statistics,
+measured on the first images (and is named after that data: ``model_name``).
 """
 
 from __future__ import annotations
@@ -55,10 +55,20 @@ def choose_normalization(config: RAViTConfig, arch: str, source: str, split, mod
 
     mean, std = compute_channel_stats(split, limit=STATS_IMAGES)
     std = np.maximum(std, 1.0 / 255)  # A flat channel would divide by zero.
-    config = config.replace(mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std),
-                            name=f"{arch}-custom")
+    config = config.replace(mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
     if notes is not None:
         notes(f"note: normalising with the training data's own channel statistics (mean "
               f"{', '.join(f'{m:.3f}' for m in mean)}, std {', '.join(f'{s:.3f}' for s in std)}), not the "
-              f"{arch} preset's; the model is named {config.name}")
+              f"{arch} preset's")
     return config
+
+
+def model_name(config: RAViTConfig, arch: str, source, split, name: str | None = None) -> str:
+    """The name a model trained on ``split`` carries (plots, manifest, TFLite metadata):
+    ``name`` when given; the architecture's (``config.name``) on its own dataset; else the
+    data's (``DataSource.name``: a folder's name, a file's stem, a tfds name)."""
+    if name:
+        return name
+    if is_architectures_own_data(arch, source.data, split):
+        return config.name
+    return source.name

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from ravit_keras.deploy.export.flatbuffer import builtin_op_names
-from ravit_keras.deploy.measurement.benchmark import naive_keras_vit
 from ravit_keras.deploy.measurement.profiling import (
     benchmark_tool_path,
     cpu_description,
@@ -19,6 +18,7 @@ from ravit_keras.deploy.measurement.profiling import (
     run_benchmark_tool,
     undelegated_ops,
 )
+from ravit_keras.deploy.measurement.reference_models import naive_keras_vit
 
 
 def _files(folder):
@@ -122,8 +122,11 @@ def test_bench_a_ravit_alone(tflite_trained_ravit, tmp_path):
     result = run_benchmark(t.model, None, t.test_images[:60], t.test_labels[:60], t.calib_images[:100],
                            t.calib_labels[:100], tmp_path / "bench", modes=("float32",), progress=None)
     assert set(result["end_to_end"]) == {"ravit_float32"}
-    assert [r["tau"] for r in result["end_to_end"]["ravit_float32"]] == pytest.approx(
+    rows = result["end_to_end"]["ravit_float32"]
+    assert [r["tau"] for r in rows[:6]] == pytest.approx(
         [0.0, 0.023, 0.0461, 0.1151, 0.2303, 0.4605], abs=1e-4)  # Fractions of ln 10.
+    # Then the folder's own calibrated thresholds, as it ships them.
+    assert any("calibrated: default" in r["point"] for r in rows)
     assert "vit_accuracy" not in result["keras"]
     md = (tmp_path / "bench" / "benchmark.md").read_text()
     assert md.count("ravit_float32") >= 3
@@ -135,8 +138,8 @@ def test_bench_a_ravit_alone(tflite_trained_ravit, tmp_path):
 
 
 def test_matrix_macs_counts_what_the_graph_runs(tmp_path, tflite_float32_folder, tflite_trained_ravit):
-    from ravit_keras.deploy.measurement.benchmark import fully_connected_ceiling_models
     from ravit_keras.deploy.measurement.profiling import matrix_macs
+    from ravit_keras.deploy.measurement.reference_models import fully_connected_ceiling_models
     from ravit_keras.model import flops
 
     paths = fully_connected_ceiling_models(tmp_path, shapes=((2, 4, 8),))

@@ -15,7 +15,7 @@ import pytest
 from ravit_keras import exits
 from ravit_keras.deploy.runtime.manifest import load_manifest
 from ravit_keras.deploy.runtime.quantization import dequantize, requantize
-from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
+from ravit_keras.deploy.runtime.scheduler import RAViTScheduler, Submodel
 
 LN10 = math.log(10)
 
@@ -54,7 +54,7 @@ def test_wrong_image_size_and_dtype(int8_sched, float32_sched, tflite_trained_ra
     (-0.1, "negative"),
     (float("nan"), "not a finite number"),
     (float("inf"), "not a finite number"),
-    (LN10 + 1e-6, r"above ln\(10\)"),
+    (LN10 + 1e-4, r"above ln\(10\) = 2.3025851"),
     ([0.1, 0.2, 0.3], "must be a scalar or have 1 or 2 entries"),
     ([], "must be a scalar or have 1 or 2 entries"),
     ("abc", "not numbers"),
@@ -377,3 +377,38 @@ def test_cli_run_errors(tflite_int8_folder, tmp_path, capsys):
     assert _run(tmp_path / "missing", out) == 2
     assert "No manifest.json" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_warm_up_invokes_are_not_timed(tflite_float32_folder, tflite_trained_ravit, monkeypatch):
+    # Each submodel is invoked once on a blank input before the stream; only the
+    # stream's classifications enter the latency statistics.
+    sched = RAViTScheduler(tflite_float32_folder)
+    calls = []
+    invoke = Submodel.__call__
+    monkeypatch.setattr(Submodel, "__call__", lambda self, inputs: calls.append(self) or invoke(self, inputs))
+    timed = []
+    classify = sched._classify
+    monkeypatch.setattr(sched, "_classify", lambda image, taus: timed.append(len(calls)) or classify(image, taus))
+    images = tflite_trained_ravit.test_images[:3]
+    report = sched.evaluate(images, tflite_trained_ravit.test_labels[:3], thresholds=0.0)
+    assert report["warmup_invokes"] == 1 and report["images"] == 3
+    assert calls == sched.submodels  # Each once, in order,
+    assert timed == [len(sched.submodels)] * 3  # before the first timed image.
+    assert {"p50", "p95", "p99"} <= set(report["latency_ms"])
+    calls.clear()
+    timed.clear()
+    assert sched.evaluate(images[:1], warmup=0)["warmup_invokes"] == 0 and timed == [0]
+
+
+def test_cli_run_says_what_its_latency_excludes_and_counts_in_words(tflite_float32_folder, tmp_path, capsys):
+    from ravit_keras.cli import main
+
+    answers = tmp_path / "one.csv"
+    assert main(["run", "--model", str(tflite_float32_folder), "--data", "generated", "--limit", "1",
+                 "--per-image", str(answers)]) == 0
+    out = capsys.readouterr().out
+    assert "Scheduling 1 generated test image through 2 float32 submodels" in out
+    assert "p50" in out and "p95" in out and "p99" in out
+    assert "after 1 warm-up invoke of each submodel, not counted" in out
+    assert f"Wrote 1 per-image answer to {answers}" in out
+    assert "1 images" not in out and "1 answers" not in out

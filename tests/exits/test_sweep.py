@@ -74,3 +74,27 @@ def test_plots(tmp_path):
     assert not (tmp_path / "bad.png").exists()
 
 
+
+
+def test_accuracy_plot_marks_the_operating_point_and_the_budget(tmp_path):
+    from ravit_keras.exits.plots import accuracy_vs_flops_figure
+
+    exit_logits, labels = make_logits(4, 2, n=200)
+    rows = exits.sweep(exit_logits, labels, [10, 100])
+    point = ("calibrated thresholds (τ = 0.2)", 0.11, 0.55)
+    fig = accuracy_vs_flops_figure(rows, operating_point=point, mac_budget_mflops=0.12)
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "MAC budget: 0.12 MFLOPs" in legend
+    assert "calibrated thresholds (τ = 0.2): 55.00%, 0.11 MFLOPs" in legend
+    star = [ln for ln in ax.get_lines() if ln.get_label().startswith("calibrated")][0]
+    assert list(star.get_xdata()) == [0.11] and list(star.get_ydata()) == pytest.approx([55.0])
+    budget = [ln for ln in ax.get_lines() if ln.get_label().startswith("MAC budget")][0]
+    assert list(budget.get_xdata()) == [0.12, 0.12]  # A vertical line at the budget.
+    # Without them, neither is drawn; the file is written either way.
+    plain = [t.get_text() for t in accuracy_vs_flops_figure(rows).axes[0].get_legend().get_texts()]
+    assert plain == ["RAViT early exit"]
+    assert _is_png(exits.plot_accuracy_vs_flops(rows, tmp_path / "a.png", operating_point=point,
+                                                mac_budget_mflops=0.12))
+    with pytest.raises(ValueError, match="operating point"):
+        accuracy_vs_flops_figure(rows, operating_point=("x", 0.1, 55.0))

@@ -69,3 +69,14 @@ def test_validate_thresholds_errors(thresholds, match):
         exits.validate_thresholds(thresholds, 3, 10)
 
 
+
+
+def test_ln_c_as_printed_is_accepted_and_the_bound_has_enough_digits():
+    # ln 5 = 1.6094379..., printed (%g) as 1.60944: that value, typed back, is ln 5.
+    for c in (2, 5, 10, 200):
+        printed = float(f"{math.log(c):g}")
+        assert exits.validate_thresholds(printed, 2, c).tolist() == [min(printed, math.log(c))]
+        assert exits.validate_thresholds(printed, 2, c)[0] <= math.log(c)
+    with pytest.raises(ValueError, match=r"1.6095 is above ln\(5\) = 1.6094379,.*at most 1.6094379 "):
+        exits.validate_thresholds(1.6095, 2, 5)
+    assert exits.validate_thresholds(1.6094379, 2, 5)[0] == pytest.approx(math.log(5), abs=1e-7)

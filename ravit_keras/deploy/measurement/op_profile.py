@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ravit_keras.console import quiet_native_output
+from ravit_keras.console import plural, quiet_native_output
 
 # LiteRtProfilerEventType (litert/c/litert_profiler_event.h).
 _OPERATOR_INVOKE = 1 << 1
@@ -305,7 +305,7 @@ def format_profile(profile: OpProfile, top: int = 12, every_op: bool = False) ->
     """The profile as text: operators grouped by name (largest first), optionally every op."""
     total = profile.total_us
     lines = [f"{profile.path}: {len(profile.ops)} operators, {total:.1f} µs per invoke "
-             f"({profile.runs} runs, {profile.num_threads} thread{'s' if profile.num_threads > 1 else ''})",
+             f"({plural(profile.runs, 'run')}, {plural(profile.num_threads, 'thread')})",
              f"  {'operator':<44} {'count':>5} {'µs':>8} {'share':>6}"]
     rows = profile.by_type()
     for g in rows[:top]:

@@ -106,7 +106,8 @@ class StreamReport:
             "avg_mflops": 2 * self.macs_sum / n / 1e6,
             "latency_ms": {
                 "mean": float(lat.mean()), "p50": float(np.percentile(lat, 50)),
-                "p90": float(np.percentile(lat, 90)), "p99": float(np.percentile(lat, 99)),
+                "p90": float(np.percentile(lat, 90)), "p95": float(np.percentile(lat, 95)),
+                "p99": float(np.percentile(lat, 99)),
             },
             "invoke_ms_mean": self.invoke_ms_sum / n,
             "scheduler_overhead_ms": (self.total_ms_sum - self.invoke_ms_sum) / n,

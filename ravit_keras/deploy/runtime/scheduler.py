@@ -194,18 +194,33 @@ class RAViTScheduler:
         for image in images:
             yield self.classify(image, thresholds)
 
+    def warm_up(self, invokes: int = 1) -> None:
+        """Invokes every submodel ``invokes`` times on a blank input.
+
+        A submodel's first invoke prepares its delegate (XNNPACK packs the weights then)
+        and takes many times a steady one: timed, it would skew a stream's latency
+        statistics.
+        """
+        for sub in self.submodels:
+            inputs = {n: np.zeros(t.shape, t.dtype) for n, t in sub.entry.inputs.items()}
+            for _ in range(invokes):
+                sub(inputs)
+
     def evaluate(self, images: Iterable[np.ndarray], labels: Iterable[int] | None = None,
                  thresholds: Any = None,
                  on_result: Callable[[int, Classification, int | None], None] | None = None,
-                 ) -> dict[str, Any]:
+                 warmup: int = 1) -> dict[str, Any]:
         """Streams ``images`` through the scheduler; returns accuracy, exits, MACs, latency.
 
         With ``labels`` the report also holds per-class figures (``per_class``:
         accuracy, exit shares, confusion matrix). ``on_result(i, classification,
         label)`` is called for every image (e.g. to write per-image answers).
+        ``warmup`` blank invokes of every submodel come first and are not timed
+        (``warmup_invokes`` in the report).
         """
         if thresholds is not None:
             thresholds = validate_thresholds(thresholds, len(self.submodels), self.num_classes)
+        self.warm_up(warmup)
         report = StreamReport(self.exit_names, class_names=self.labels if labels is not None else None)
         label_iter = iter(labels) if labels is not None else None
         taus = (self._thresholds if thresholds is None else thresholds).tolist()
@@ -220,6 +235,7 @@ class RAViTScheduler:
             if on_result is not None:
                 on_result(i, c, label)
         summary = report.summary()
+        summary["warmup_invokes"] = int(warmup)
         summary["thresholds"] = self.thresholds if thresholds is None else [float(t) for t in thresholds]
         if labels is None:
             summary.pop("accuracy")
