@@ -224,7 +224,7 @@ def cmd_convert(args) -> int:
     options = ConversionOptions(num_calibration=args.quantization_images)
     # The same images as fields: `ravit run` leaves them out of what it reports on.
     plan = runs.calibration_plan(args.model, args.calibration_split)
-    cal_set = CalibrationSet.from_dict(plan.record(len(images), data_source(args).name))
+    cal_set = CalibrationSet.from_dict(plan.record(len(images), data_source(args).location_name))
     if args.mode == "auto":
         manifest = convert_fastest(model, args.out, images, labels, class_names=split.class_names,
                                    calibration_source=cal_where, calibration_set=cal_set,

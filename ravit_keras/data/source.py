@@ -37,7 +37,7 @@ class DataSource:
     warn: Callable[[str], None] | None = None
 
     @property
-    def name(self) -> str:
+    def location_name(self) -> str:
         """The dataset without its local folder ("generated", "tfds:NAME", or the file or folder
         name): what a shipped manifest may record about it."""
         if self.is_generated or self.data.startswith("tfds:"):
