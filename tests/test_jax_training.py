@@ -179,7 +179,7 @@ def test_cli_trains_on_jax_without_tensorflow(tmp_path):
         assert (out / name).is_file(), name
     assert not (out / runs.BACKUP_DIR).exists()
     record = json.loads((out / runs.RECORD_FILE).read_text())
-    assert record["training"]["backend"] == "jax" and record["model"]["name"] == "tiny-custom"
+    assert record["training"]["backend"] == "jax" and record["model"]["name"] == "images"  # named after its data folder
     assert record["class_names"] == ["class_0", "class_1"]
 
 

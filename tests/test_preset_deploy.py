@@ -111,7 +111,7 @@ def test_run_and_predict_a_preset_as_int8_without_any_dataset(tmp_path, capsys):
         Image.fromarray(img).save(images / f"{i}.png")
     assert main(["predict", str(images), "--model", "preset:vit3_cifar10", "--mode", "int8"]) == 0
     out = capsys.readouterr().out
-    assert "1 int8 submodels" in out and "3 images:" in out
+    assert "1 int8 submodel" in out and "3 images:" in out
 
 
 def test_a_mode_the_model_does_not_ship_is_one_clear_line(tmp_path, capsys):

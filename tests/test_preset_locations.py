@@ -58,7 +58,7 @@ def test_a_local_preset_folder_loads_like_a_shipped_preset(preset_copy, tmp_path
     assert presets.locate(str(preset_copy)) == preset_copy
     Image.fromarray(np.full((32, 32, 3), 120, np.uint8)).save(tmp_path / "a.png")
     assert main(["predict", str(tmp_path / "a.png"), "--model", str(preset_copy), "--mode", "int8"]) == 0
-    assert "1 int8 submodels" in capsys.readouterr().out
+    assert "1 int8 submodel" in capsys.readouterr().out
 
 
 def test_a_folder_that_is_not_a_preset_is_named(tmp_path):

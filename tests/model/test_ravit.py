@@ -333,7 +333,7 @@ def test_get_config_from_config(tiny_model):
 
 
 def test_load_ravit_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"No model file at"):
+    with pytest.raises(FileNotFoundError, match=r"No model file (or run folder )?at"):
         load_ravit(str(tmp_path / "missing.keras"))
     other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     path = tmp_path / "other.keras"
