@@ -82,7 +82,8 @@ STUDY_COMMAND = (
     '--hard-stop-s 510 --reserve-s 70 --eval-every 50   # seed 0: sized itself to 213 epochs '
     '(seed 1: --seed 1, 200 epochs, without the LIT model)')
 TRAINING_HOST = "one NVIDIA H200 (CUDA), JAX 0.11.2, Keras 3.15.1; all five models side by side in one jitted program"
-JAX_PENDING = ("not re-run: `ravit train` runs on JAX since issue 22 (this command, untested at this budget: no GPU was lent); "
+JAX_PENDING = ("not re-run: `ravit train` runs on JAX since issue 22 (this command, untested at this budget: "
+               "no GPU was lent); "
                "the models were trained by the study's script, which uses the project's model code "
                "(ravit_keras.model.RAViT, get_config('cifar10'), commit a58da8b) and this recipe")
 

@@ -279,7 +279,8 @@ def _final_exit_accuracy(run, num_classes=5):
 def test_finetuning_a_trained_run_beats_the_same_budget_from_scratch(trained_source, tmp_path):
     """Same data (300 generated images, 5 classes), epochs, recipe and seed. Measured here (TensorFlow
     CPU, 20 % calibration holdout by the default rule): fine-tuned 0.800 vs from scratch 0.607 top-1
-    of the last exit on 300 test images, a margin of 19.3 points; the test asserts 5 points, so that another CPU's rounding cannot flip it."""
+    of the last exit on 300 test images, a margin of 19.3 points; the test asserts 5 points, so that
+    another CPU's rounding cannot flip it."""
     from ravit_keras.cli import main
 
     budget = ["--data", "generated", "--num-classes", "5", "--limit-train", "300", "--epochs", "3",
