@@ -334,7 +334,7 @@ class CalibrationPlan:
         """What the images are, as reports and manifests state it."""
         if self.split == "test" and self.test_images is not None:
             return self.test_images.description
-        return {"calibration": f"held-out training images never trained on ({self.fraction:g} of each class)",
+        return {"calibration": f"held-out training images never trained on ({self.fraction:.3g} of each class)",
                 "train": "training images", "test": "test images"}[self.split]
 
 
