@@ -172,9 +172,10 @@ def test_good_manifest_round_trips_byte_for_byte():
 
 
 def test_operating_point_intervals_are_optional_and_kept(tmp_path):
-    # Written by converters since issue 25; a manifest without them (the golden one) loads as before.
+    # Written by converters since issue 25; a manifest without them (older converters') loads as before.
     folder = tmp_path / "model"
     shutil.copytree(GOLDEN, folder)
+    _edit_manifest(folder, lambda m: [p.pop("interval", None) for p in m["operating_points"]])
     before = load_manifest(folder)
     assert before.operating_points and all(p.interval is None for p in before.operating_points)
     interval = {"confidence": 0.95, "images": 150, "accuracy": [0.78, 0.9], "avg_macs": [8.1e5, 9.9e5],
