@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import math
 import os
@@ -19,7 +18,7 @@ from pathlib import Path
 import keras
 
 from ravit_keras import runs
-from ravit_keras.io_utils import atomic_write_text
+from ravit_keras.io_utils import atomic_write_text, file_sha256
 from ravit_keras.training.distribution import all_gather, writing_alone
 
 
@@ -75,7 +74,7 @@ class _FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
             with writing_alone():
                 self.model.save_weights(str(tmp_weights), overwrite=True)
             metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen,
-                        "weights_sha256": _sha256(tmp_weights)}
+                        "weights_sha256": file_sha256(tmp_weights)}
             with open(tmp_meta, "w") as f:
                 f.write(json.dumps(metadata))
                 f.flush()
@@ -189,7 +188,7 @@ def _checkpoint_pair(meta: Path, weights_files, problems) -> tuple[int, Path] | 
         problems.append(f"{weights_files[0]} is missing")
         return None
     for w in candidates:
-        if _sha256(w) == digest:
+        if file_sha256(w) == digest:
             return epoch, w
     problems.append(f"no weights file matches {meta} (checksum): {weights_files[0]} is torn or missing")
     return None
@@ -219,14 +218,6 @@ def _load_weights(model, path: Path, private: bool = False) -> None:
         model.load_weights(str(alias))
     finally:
         alias.unlink(missing_ok=True)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _first_line(err) -> str:

@@ -23,7 +23,6 @@ num_classes=...)`` there, ``ravit train --init preset:NAME`` on the command line
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ import numpy as np
 
 from ravit_keras import runs
 from ravit_keras.config import RAViTConfig
+from ravit_keras.io_utils import file_sha256
 
 # Fields whose value fixes a weight's shape or meaning: the source's and the new
 # model's must be equal (with the flag that sets each, for the refusal).
@@ -137,7 +137,7 @@ def load_init(path: str | os.PathLike, label: str | None = None) -> InitSource:
         raise FileNotFoundError(f"--init {label or path}: the folder holds no {runs.MODEL_FILE}{unfinished}.")
     model = load_ravit(str(model_file))
     names = runs.class_names(model_file, model.ravit_config.num_classes)
-    return InitSource(label or str(path), model_file.resolve(), _sha256(model_file), model,
+    return InitSource(label or str(path), model_file.resolve(), file_sha256(model_file), model,
                       None if runs.are_placeholders(names) else names)
 
 
@@ -230,14 +230,6 @@ def _show(value) -> str:
     if isinstance(value, tuple):
         return "-".join(str(v) for v in value)
     return "none" if value is None else str(value)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class FreezeEncoders(keras.callbacks.Callback):
