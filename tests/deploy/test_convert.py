@@ -25,7 +25,7 @@ from ravit_keras.deploy.export.flatbuffer import (
 from ravit_keras.deploy.runtime.manifest import LABELS_FILE, MANIFEST_FILE, load_manifest
 from ravit_keras.deploy.runtime.scheduler import RAViTScheduler
 from ravit_keras.model import flops
-from tests.deploy.helpers import submodel_files
+from tests.deploy.helpers import assert_int8_logits_close, submodel_files
 
 N_FIDELITY = 50  # test images per fidelity check
 
@@ -199,16 +199,7 @@ def test_int8_submodels_close_to_keras(tflite_trained_ravit, tflite_int8_folder)
     keras_logits = [k[:N_FIDELITY] for k in t.keras_logits()]
     sched = RAViTScheduler(tflite_int8_folder)
     tfl = [np.stack(z) for z in zip(*(sched.all_exit_logits(img)[0] for img in t.test_images[:N_FIDELITY]))]
-    for k, (q, f) in enumerate(zip(tfl, keras_logits)):
-        step = sched.manifest.to_dict()["exits"][k]["outputs"]["logits"]["scale"]
-        top2 = np.sort(f, axis=-1)[:, -2:]
-        confident = (top2[:, 1] - top2[:, 0]) >= 5 * step
-        agree = q.argmax(-1) == f.argmax(-1)
-        err = float(np.abs(q - f).mean())
-        assert confident.mean() >= 0.3, f"exit {k + 1}: only {confident.mean()} of the images are confident"
-        assert agree[confident].mean() >= 0.9, f"exit {k + 1}: top-1 agreement {agree[confident].mean()}"
-        assert agree.mean() >= 0.7, f"exit {k + 1}: overall top-1 agreement {agree.mean()}"
-        assert err <= 0.1 * float(f.std()), f"exit {k + 1}: mean |error| {err} vs logit std {f.std()}"
+    assert_int8_logits_close(sched, tfl, keras_logits)
 
 
 def test_float32_routing_equals_keras_route(tflite_trained_ravit, tflite_float32_folder):
