@@ -299,13 +299,18 @@ def _in_step(train_data) -> bool:
     return isinstance(train_data, SplitBatches)
 
 
+def check_xla(backend: str, xla_off: bool) -> None:
+    """Refuses XLA off on JAX, which always compiles the training step (``jax.jit``)."""
+    if backend == "jax" and xla_off:
+        raise ValueError("--xla off: the JAX backend always compiles the training step (jax.jit); "
+                         "leave the flag out (auto) or give --xla on.")
+
+
 def _jit_for_backend(backend: str, training: TrainingConfig, jit_compile: bool | None) -> bool | None:
     """JAX compiles the training step always: ``--xla off`` is refused there, auto is on."""
     if backend != "jax":
         return jit_compile
-    if training.xla == "off" or jit_compile is False:
-        raise ValueError("--xla off: the JAX backend always compiles the training step (jax.jit); "
-                         "leave the flag out (auto) or give --xla on.")
+    check_xla(backend, training.xla == "off" or jit_compile is False)
     return True
 
 

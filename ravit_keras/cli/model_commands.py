@@ -54,15 +54,13 @@ def cmd_train(args) -> int:
     """Train into a run folder (``train_from_data``; with --init, ``finetune_from_data``)."""
     from ravit_keras import runs
     from ravit_keras.cli.backend import configured_backend
-    from ravit_keras.train import TrainingConfig
+    from ravit_keras.train import TrainingConfig, check_xla
     from ravit_keras.training import distribution
     from ravit_keras.training.from_data import finetune_from_data, train_from_data
 
     check_outputs(data_input(args) + (model_input("--init", _init_path(args.init)) if args.init else []),
                   [("--out", args.out)])
-    if args.xla == "off" and configured_backend() == "jax":
-        raise ValueError("--xla off: the JAX backend always compiles the training step (jax.jit); leave "
-                         "the flag out (auto) or give --xla on.")
+    check_xla(configured_backend(), args.xla == "off")  # Before the data loads.
     if args.freeze_epochs and not args.init:
         raise ValueError("--freeze-epochs freezes trained encoders: it needs --init.")
     if args.freeze_epochs > args.epochs:
