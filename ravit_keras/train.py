@@ -192,7 +192,7 @@ def _train(config, train_data, out_dir: Path, training, validation_data, *, step
         if in_step:  # Fit the training-only wrapper; the RAViT inside is what is saved.
             from ravit_keras.training.in_step import AugmentedTrainer
 
-            model = AugmentedTrainer(model)
+            model = AugmentedTrainer(model, training.augmentation)
         optimizer = make_optimizer(
             training.learning_rate, training.weight_decay, total_steps, warmup_steps,
             training.min_learning_rate_ratio,

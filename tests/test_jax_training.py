@@ -159,13 +159,15 @@ def _check_ran(result):
 
 
 @pytest.mark.slow
-def test_cli_trains_on_jax_without_tensorflow(tmp_path):
-    """``ravit train --backend jax`` (the program, argv read at start-up) on an image folder."""
+@pytest.mark.parametrize("recipe", ["paper", "strong"])
+def test_cli_trains_on_jax_without_tensorflow(tmp_path, recipe):
+    """``ravit train --backend jax`` (the program, argv read at start-up) on an image folder, with
+    the paper's recipe and with the stronger one (its augmentations in the step, mixed labels)."""
     _image_folder(tmp_path / "images")
     out = tmp_path / "run"
     argv = ["ravit", "train", "--backend", "jax", "--arch", "tiny", "--layers", "0-1", "--data",
             str(tmp_path / "images"), "--epochs", "2", "--batch-size", "8", "--validate", "--out", str(out),
-            "--progress", "epoch", "--calibration-holdout", "0"]
+            "--progress", "epoch", "--calibration-holdout", "0", "--recipe", recipe]
     result = run_without_tensorflow(
         f"import runpy\nsys.argv = {argv!r}\n"
         "try:\n    runpy.run_module('ravit_keras', run_name='__main__')\n"
@@ -176,12 +178,15 @@ def test_cli_trains_on_jax_without_tensorflow(tmp_path):
     # JAX ran; TensorFlow was never loaded, nor asked for (not even by a probe that would catch the error).
     assert "loaded: ['jax'] tried: []" in result.stdout
     assert "Epoch 2/2" in result.stdout and "val_loss" in result.stdout
+    assert f"({recipe} recipe)" in result.stdout and "Warning" not in result.stderr
     for name in (n for n in runs.RUN_FILES if not n.endswith("/")):
         assert (out / name).is_file(), name
     assert not (out / runs.BACKUP_DIR).exists()
     record = json.loads((out / runs.RECORD_FILE).read_text())
     assert record["training"]["backend"] == "jax" and record["model"]["name"] == "images"  # named after its data folder
     assert record["class_names"] == ["class_0", "class_1"]
+    assert record["model"].get("drop_path_rate", 0.0) == (0.1 if recipe == "strong" else 0.0)
+    assert record["training"]["mixup_alpha"] == (0.8 if recipe == "strong" else 0.0)
 
 
 def test_unknown_backend_is_one_line_and_writes_nothing(tmp_path, capsys):
@@ -224,6 +229,7 @@ from ravit_keras.config import get_config
 from ravit_keras.data import load_split
 from ravit_keras.data.batches import SplitBatches
 from ravit_keras.train import BACKUP_DIR, MODEL_FILE, TrainingConfig, train
+from ravit_keras.training.recipes import recipe_settings
 
 class Stop(Exception):
     pass
@@ -233,9 +239,10 @@ class StopAfterFirstEpoch(keras.callbacks.Callback):  # After the run's own call
         raise Stop
 
 out = Path(sys.argv[1])
-config = get_config("tiny", layers="0-1")
+recipe = recipe_settings(sys.argv[2])
+config = get_config("tiny", layers="0-1", drop_path_rate=recipe.pop("drop_path_rate"))
 split = load_split("generated", "train", num_examples=64, num_classes=config.num_classes)
-run = TrainingConfig(epochs=3, batch_size=16, learning_rate=2e-3, warmup_epochs=0.5, seed=3)
+run = TrainingConfig(epochs=3, batch_size=16, learning_rate=2e-3, warmup_epochs=0.5, seed=3, **recipe)
 data = lambda: SplitBatches(split, config.image_size, config.exit_names, 16, training=True, seed=3)
 full, _ = train(config, data(), out / "full", run, verbose=0)
 try:
@@ -251,15 +258,17 @@ print("tried:", Block.tried)
 
 
 @pytest.mark.slow
-def test_resumed_jax_run_equals_an_uninterrupted_one(tmp_path):
+@pytest.mark.parametrize("recipe", ["paper", "strong"])
+def test_resumed_jax_run_equals_an_uninterrupted_one(tmp_path, recipe):
     """Stopped after epoch 0 (backed up), resumed: the weights equal an uninterrupted run's.
 
     The order of each epoch and its augmentation seeds are functions of (seed, epoch, batch),
-    so the resumed epochs see what the uninterrupted ones saw; XLA on one CPU is deterministic,
+    so the resumed epochs see what the uninterrupted ones saw (the stronger recipe's RandAugment,
+    erasing, CutMix/MixUp and their mixed labels included); XLA on one CPU is deterministic,
     so the tolerance (1e-5) only allows for a float32 rounding difference.
     """
-    result = run_without_tensorflow("sys.argv = ['resume', sys.argv[1]]\n" + RESUME, blocked=NO_TF, env=JAX,
-                                    timeout=400, args=[str(tmp_path)])
+    result = run_without_tensorflow("sys.argv = ['resume', sys.argv[1], sys.argv[2]]\n" + RESUME, blocked=NO_TF,
+                                    env=JAX, timeout=400, args=[str(tmp_path), recipe])
     _check_ran(result)
     diff = float(result.stdout.split("MAXDIFF")[1].split()[0])
     print(f"resumed vs uninterrupted: max |weight difference| {diff}")

@@ -164,9 +164,6 @@ def _train_from_data(config, source, out_dir, training, *, arch, num_classes, ca
 
     on_tf_data = keras.backend.backend() == "tensorflow"
     if not on_tf_data:
-        from ravit_keras.training.in_step import check_in_step_recipe
-
-        check_in_step_recipe(training.augmentation)
         if str(source.data).startswith("tfds:"):
             from ravit_keras.data.errors import DatasetError
 

@@ -18,46 +18,45 @@ Decision: the TensorFlow backend keeps its ``tf.data`` pipeline
 (``data/pipeline.py``): there the augmentation runs in tf.data's threads beside
 the XLA step instead of inside it, and its recipe (including the stronger
 recipe's CutMix and MixUp, which change the labels) stays as measured. Both give
-the same distribution of pad-crop-flip (crop offsets uniform in ``[0, 2 * pad]``,
-flip with probability 1/2), not the same random numbers. On JAX the stronger
-recipe's augmentations are not available yet (``check_in_step_recipe``).
+the same distributions (pad-crop-flip: crop offsets uniform in ``[0, 2 * pad]``,
+flip with probability 1/2; the stronger recipe: the same Keras layers in the same
+order, ``data/augment_layers.py``), not the same random numbers.
+
+The stronger recipe in the step (``StrongAugment``): RandAugment (each image its
+own operations), random erasing, then CutMix or MixUp on the batch. Mixing
+changes the labels, which ``call`` does not see: ``AugmentedTrainer.compute_loss``
+draws the same mixture again from the batch's seeds (it depends on the seeds and
+the batch's shape only) and mixes the one-hot labels with it. Under ``jax.jit``
+the second draw's unused image work is dropped by the compiler.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import keras
 from keras import ops
 
 from ravit_keras.config import RAViTConfig
+from ravit_keras.data.augment_layers import StrongAugmentLayers
 
 
 class _BatchSeeds(keras.random.SeedGenerator):
-    """A ``SeedGenerator`` over one seed pair tensor: draw k is ``seed + [0, k]``.
+    """A ``SeedGenerator`` over one seed pair tensor: draw k of stream s is ``seed + [s, k]``.
 
     It holds no state variable (``SeedGenerator.__init__`` is not called), so it is
-    made inside the traced step; each draw of one call gets its own seed.
+    made inside the traced step; each draw of one call gets its own seed, and
+    each stream (pad-crop-flip 0, the stronger recipe's 1-5) its own sequence.
     """
 
-    def __init__(self, seed):  # noqa: D107 - no variable on purpose.
+    def __init__(self, seed, stream: int = 0):  # noqa: D107 - no variable on purpose.
         self._seed = seed
+        self._stream = int(stream)
         self._draws = 0
 
     def next(self, ordered=True):
         self._draws += 1
-        return self._seed + ops.convert_to_tensor([0, self._draws], dtype=self._seed.dtype)
-
-
-def check_in_step_recipe(augmentation) -> None:
-    """Refuses what the in-step path does not do yet: the stronger recipe's augmentations.
-
-    Raises:
-        ValueError: naming the flags to drop or the backend to use.
-    """
-    if augmentation is not None and augmentation.enabled:
-        raise ValueError(
-            f"The {keras.backend.backend()} backend trains with the paper's pad-crop-flip only; RandAugment, "
-            "random erasing, CutMix and MixUp (--recipe strong and its flags) run in TensorFlow's input "
-            "pipeline: use --backend tensorflow for them.")
+        return self._seed + ops.convert_to_tensor([self._stream, self._draws], dtype=self._seed.dtype)
 
 
 def seed_dtype() -> str:
@@ -114,26 +113,114 @@ def paper_pad(config: RAViTConfig) -> tuple[int, int]:
     return tuple(max(1, s // 8) for s in config.image_size)
 
 
+class StrongAugment(keras.layers.Layer):
+    """The stronger recipe in the step: RandAugment, random erasing, CutMix or MixUp (``StrongAugmentLayers``).
+
+    Call with ``(float32 images [B, H, W, 3] in [0, 255], seeds [B, 2])``; every draw
+    comes from ``seeds[0]`` (streams 1-5, beside pad-crop-flip's 0). Identity when not
+    training or without seeds. ``mixed_labels`` gives the labels of the images this
+    call mixed.
+
+    Args:
+        augmentation: a ``data.augmentation.Augmentation`` (what to apply).
+        image_size: (height, width) of the images.
+        num_classes: classes of the one-hot labels CutMix and MixUp mix.
+    """
+
+    def __init__(self, augmentation, image_size, num_classes: int, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # Pixels, whatever the model's policy.
+        super().__init__(**kwargs)
+        self.augmentation = augmentation
+        self.keras_layers = StrongAugmentLayers(augmentation, image_size, num_classes)
+        self.num_classes = int(num_classes)
+        if augmentation.mixup_alpha:
+            # Keras's MixUp asks for an int64 permutation; JAX (no x64) gives int32, which indexes
+            # any batch, and warns at every trace: quiet output by default.
+            warnings.filterwarnings("ignore", message="Explicitly requested dtype int64 requested in arange")
+
+    def call(self, images, seeds=None, training=False):
+        images = ops.cast(images, "float32")
+        if not training or seeds is None:
+            return images
+        streams = _streams(seeds)
+        images = self.keras_layers.erased(self.keras_layers.rand_augmented(images, streams), streams)
+        if not self.augmentation.mixes:
+            return images
+        return self.keras_layers.mixed(images, self.one_hot(ops.zeros((ops.shape(images)[0],), "int32")), streams)[0]
+
+    def one_hot(self, labels):
+        """float32 [B, classes] from class indices [B] (one-hot rows pass through)."""
+        if len(labels.shape) == 2:
+            return ops.cast(labels, "float32")
+        return ops.one_hot(ops.cast(ops.reshape(labels, (-1,)), "int32"), self.num_classes, dtype="float32")
+
+    def mixed_labels(self, images, labels, seeds):
+        """The one-hot labels of what ``call(images, seeds, training=True)`` gave for ``labels``
+        (class indices or one-hot rows): the same seeds draw the same mixture."""
+        labels = self.one_hot(labels)
+        if not self.augmentation.mixes:
+            return labels
+        return self.keras_layers.mixed(ops.cast(images, "float32"), labels, _streams(seeds))[1]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _streams(seeds):
+    """``stream -> SeedGenerator`` over a batch's first seed pair."""
+    seed = ops.cast(seeds[0], seed_dtype())
+    return lambda stream: _BatchSeeds(seed, stream)
+
+
 class AugmentedTrainer(keras.Model):
     """Training-only model: in-step augmentation, then ``ravit``.
 
     Takes ``{"images": [B, H, W, 3], "seeds": [B, 2]}`` (``SplitBatches``) or bare
     images, returns the RAViT's ``{exit: logits}``. Fit this; save ``self.ravit``.
+    With CutMix or MixUp, compile it with soft-label losses (``compile_ravit(...,
+    soft_labels=True)``): the losses take the mixed one-hot labels, the metrics
+    each image's own label (one-hot).
 
     Args:
         ravit: the joint model trained (its weights are this model's weights).
+        augmentation: optional ``data.augmentation.Augmentation``: the stronger
+            recipe's augmentations after pad-crop-flip (None or all off: the paper's).
     """
 
-    def __init__(self, ravit, **kwargs):
+    def __init__(self, ravit, augmentation=None, **kwargs):
         kwargs.setdefault("name", "augmented_trainer")
         super().__init__(**kwargs)
         self.ravit = ravit
-        self.ravit_config = ravit.ravit_config
-        self.augment = PadCropFlip(paper_pad(ravit.ravit_config), name="pad_crop_flip")
+        self.ravit_config = config = ravit.ravit_config
+        self.augment = PadCropFlip(paper_pad(config), name="pad_crop_flip")
+        self.strong = None
+        if augmentation is not None and augmentation.enabled:
+            self.strong = StrongAugment(augmentation, config.image_size, config.num_classes, name="strong_augment")
 
     def call(self, inputs, training=False):
         if isinstance(inputs, dict):
             images, seeds = inputs["images"], inputs.get("seeds")
         else:
             images, seeds = inputs, None
-        return self.ravit(self.augment(images, seeds, training=training), training=training)
+        images = self.augment(images, seeds, training=training)
+        if self.strong is not None:
+            images = self.strong(images, seeds, training=training)
+        return self.ravit(images, training=training)
+
+    def _targets(self, x, y, mixed: bool):
+        """``y`` as the soft-label losses and metrics take it: one-hot, mixed as the images were."""
+        if self.strong is None or not self.strong.augmentation.mixes or y is None:
+            return y
+        seeds = x.get("seeds") if isinstance(x, dict) else None
+        images = x["images"] if isinstance(x, dict) else x
+        some = next(iter(y.values()))  # Every exit has the same labels.
+        target = (self.strong.mixed_labels(images, some, seeds) if mixed and seeds is not None
+                  else self.strong.one_hot(some))
+        return {name: target for name in y}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return super().compute_loss(x, self._targets(x, y, mixed=training), y_pred, sample_weight,
+                                    training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, self._targets(x, y, mixed=False), y_pred, sample_weight)
