@@ -7,13 +7,16 @@ combination, so machine noise hits both backends alike. What is timed is what
 ``ravit train`` runs on that backend: on TensorFlow the tf.data pipeline with its
 pad-crop-flip and the (XLA) step; on JAX NumPy batches (``SplitBatches``) and the
 jitted step with the augmentation inside (``AugmentedTrainer``); random images
-in memory, so no file reading is timed.
+in memory, so no file reading is timed. ``--recipes paper,strong`` times the stronger
+recipe beside the paper's (its augmentations in tf.data on TensorFlow, inside the
+step on JAX; its drop path in the model).
 
 With ``--peak-tflops`` (the device's dense bf16 peak, e.g. 989 for an H100/H200 SXM)
 the table adds the share of that peak the training reaches, counting a training
 step as 3 x the forward FLOPs (forward, and backward at twice the forward).
 
     python benchmarks/train_throughput.py --models 1-3 --rounds 3 --steps 20
+    python benchmarks/train_throughput.py --models 1-3 --recipes paper,strong
     python benchmarks/train_throughput.py --backends jax --policies mixed_bfloat16 --batch-size 1024 \\
         --peak-tflops 989     # a GPU machine
 """
@@ -40,7 +43,8 @@ def _combos(args, backend: str):
             for xla in args.xla.split(","):
                 if backend == "jax" and xla == "off":
                     continue  # JAX always compiles the step.
-                yield spec, policy, xla
+                for recipe in args.recipes.split(","):
+                    yield spec, policy, xla, recipe
 
 
 def worker(args) -> int:
@@ -53,28 +57,31 @@ def worker(args) -> int:
     from ravit_keras.model import RAViT
     from ravit_keras.train import TrainingConfig, compile_ravit, make_optimizer
     from ravit_keras.training.from_data import fit_batches
+    from ravit_keras.training.recipes import recipe_settings
 
     backend = keras.backend.backend()
     rng = np.random.default_rng(0)
     runs = {}
-    for spec, policy, xla in _combos(args, backend):
-        config = get_config(args.config, layers=spec)
+    for spec, policy, xla, recipe_name in _combos(args, backend):
+        settings = recipe_settings(recipe_name)
+        config = get_config(args.config, layers=spec, drop_path_rate=settings.pop("drop_path_rate"))
         n = args.batch_size * args.steps
         x = rng.integers(0, 256, (n, *config.image_size, 3), dtype=np.uint8)
         names = [str(i) for i in range(config.num_classes)]
         split = split_from_arrays(x, rng.integers(0, config.num_classes, n), names, None)
-        recipe = TrainingConfig(batch_size=args.batch_size, dtype_policy=policy, xla=xla)
+        recipe = TrainingConfig(batch_size=args.batch_size, dtype_policy=policy, xla=xla, **settings)
         data = fit_batches(split, config, recipe, training=True)
         keras.config.set_dtype_policy(policy)
         model = RAViT(config)
         if backend != "tensorflow":
             from ravit_keras.training.in_step import AugmentedTrainer
 
-            model = AugmentedTrainer(model)
-        compile_ravit(model, make_optimizer(1e-3, 0.05, 10_000, 100), jit_compile=xla == "on")
+            model = AugmentedTrainer(model, recipe.augmentation)
+        compile_ravit(model, make_optimizer(1e-3, 0.05, 10_000, 100), recipe.label_smoothing,
+                      soft_labels=recipe.augmentation.mixes, jit_compile=xla == "on")
         keras.config.set_dtype_policy("float32")
         model.fit(data, epochs=1, steps_per_epoch=min(2, args.steps), verbose=0, shuffle=False)  # Compiles.
-        runs[f"{spec}|{policy}|{xla}"] = (model, data, n)
+        runs[f"{spec}|{policy}|{xla}|{recipe_name}"] = (model, data, n)
     print(json.dumps({"ready": backend, "device": _device(backend)}), flush=True)
     for _ in sys.stdin:
         rates = {}
@@ -110,6 +117,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--policies", default="float32", help="dtype policies: float32, mixed_bfloat16")
     p.add_argument("--xla", default="on", help="XLA settings (TensorFlow): on, off or on,off; JAX is always on")
+    p.add_argument("--recipes", default="paper", help="training recipes: paper, strong")
     p.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, TFLOP/s: adds the share of it")
     p.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -118,6 +126,10 @@ def main(argv=None) -> int:
     backends = args.backends.split(",")
     if not set(backends) <= set(BACKENDS):
         p.error(f"--backends: choose from {', '.join(BACKENDS)}")
+    from ravit_keras.training.recipes import RECIPES
+
+    if not set(args.recipes.split(",")) <= set(RECIPES):
+        p.error(f"--recipes {args.recipes}: choose from {', '.join(RECIPES)}")
     passed = [a for a in (argv if argv is not None else sys.argv[1:])]
     workers = {}
     for backend in backends:  # Started together: they compile in parallel.
@@ -156,12 +168,12 @@ def format_table(rates, devices, args) -> str:
     lines = [f"{b}: {d}" for b, d in devices.items()]
     lines.append(f"batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds, backends interleaved")
     peak = " | share of bf16 peak" if args.peak_tflops else ""
-    lines += [f"| backend | model | dtype policy | XLA | training images/s (median){peak} |",
-              "|---|---|---|---|---|" + ("---|" if peak else "")]
+    lines += [f"| backend | model | dtype policy | XLA | recipe | training images/s (median){peak} |",
+              "|---|---|---|---|---|---|" + ("---|" if peak else "")]
     for (backend, key), values in rates.items():
-        spec, policy, xla = key.split("|")
+        spec, policy, xla, recipe = key.split("|")
         rate = float(np.median(values))
-        row = f"| {backend} | {spec} | {policy} | {xla} | {rate:.0f} |"
+        row = f"| {backend} | {spec} | {policy} | {xla} | {recipe} | {rate:.0f} |"
         if args.peak_tflops:
             train_flops = 3 * 2 * model_macs(get_config(args.config, layers=spec))  # Per image.
             row += f" {100 * rate * train_flops / (args.peak_tflops * 1e12):.2f} % |"
