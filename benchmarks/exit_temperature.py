@@ -14,7 +14,7 @@ same images, with and without T, and everything is measured on the held-out imag
 
 Cases: the CIFAR-10 presets (seed-0 weights of the GPU study, whose test logits --study
 holds) and the study's seed-1 RAViT 1-3, calibrated on the 2,000 test images the presets
-reserve (``runs.ReservedTestImages(2000, 0, 10000)``), measured on the other 8,000;
+reserve (``run_calibration.ReservedTestImages(2000, 0, 10000)``), measured on the other 8,000;
 tiny "1-2" and "1-1-2" RAViTs trained a few epochs on 2,500 generated 5-class images
 (500 calibrate, 3,000 measure); optionally (--run, --cifar10) a run folder's model on the
 CIFAR-10 test split, split like the presets.
@@ -43,13 +43,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # The generated-data models 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ravit_keras import runs  # noqa: E402
+from ravit_keras import run_calibration, runs  # noqa: E402
 from ravit_keras.config import get_config  # noqa: E402
 from ravit_keras.exits.calibration import calibrate_thresholds  # noqa: E402
 from ravit_keras.exits.routing import route  # noqa: E402
 from ravit_keras.model import flops  # noqa: E402
 
-RESERVED = runs.ReservedTestImages(images=2000, seed=0, of=10000)
+RESERVED = run_calibration.ReservedTestImages(images=2000, seed=0, of=10000)
 BUDGETS = (0.6, 0.7, 0.8, 0.9)  # x the full model's MACs
 STUDY = {  # case name -> (npz seed, model name in the npz, config changes)
     "ravit_1-3_cifar10": (0, "RAViT 1-3", dict(layers="1-3")),
@@ -207,7 +207,7 @@ def compare(name, logits, labels, macs, cal_index, rest_index, seed=0) -> dict:
     }
 
 
-def study_cases(study: Path, reserved: runs.ReservedTestImages = RESERVED, names=tuple(STUDY)):
+def study_cases(study: Path, reserved: run_calibration.ReservedTestImages = RESERVED, names=tuple(STUDY)):
     """The CIFAR-10 presets' seed-0 logits (and seed 1's RAViT 1-3) from the GPU study."""
     cifar = get_config("cifar10")
     for name in names:
@@ -225,7 +225,7 @@ def resplit_table(study: Path, seeds) -> tuple[str, list]:
     rows, out = [], ["| preset | calibration draw (seed) | T: NLL; routing | curve gap, points: NLL mean [95 % CI]; "
                      "routing mean [CI] |", "|---|---|---|---|"]
     for s in seeds:
-        reserved = runs.ReservedTestImages(images=2000, seed=s, of=10000)
+        reserved = run_calibration.ReservedTestImages(images=2000, seed=s, of=10000)
         for case in study_cases(study, reserved, names=("ravit_1-3_cifar10", "ravit_1-3_lit_cifar10")):
             r = compare(*case)
             v = r["variants"]

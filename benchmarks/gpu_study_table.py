@@ -7,7 +7,7 @@ For seed 0 (213 epochs) and seed 1 (200 epochs) and every model of the study: to
 on all 10,000 test images and on the 8,000 the figures are reported on. For the
 early-exit models, operating points at budgets of 0.50-0.80x ViT-4's MFLOPs with
 thresholds calibrated (``calibrate_thresholds``) on the 2,000 test images the
-presets set aside (``runs.ReservedTestImages(2000, 0, 10000)``) and measured on the
+presets set aside (``run_calibration.ReservedTestImages(2000, 0, 10000)``) and measured on the
 other 8,000 (``evaluate_exits``), beside the paper's Table I. Writes ``table.md`` and
 ``table.json`` to --out and the accuracy-vs-MFLOPs plot (seed 0) to --plot.
 """
@@ -24,13 +24,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ravit_keras import runs  # noqa: E402
+from ravit_keras import run_calibration  # noqa: E402
 from ravit_keras.config import get_config  # noqa: E402
 from ravit_keras.exits.calibration import calibrate_thresholds  # noqa: E402
 from ravit_keras.exits.routing import evaluate_exits  # noqa: E402
 from ravit_keras.model import flops  # noqa: E402
 
-RESERVED = runs.ReservedTestImages(images=2000, seed=0, of=10000)
+RESERVED = run_calibration.ReservedTestImages(images=2000, seed=0, of=10000)
 MODELS = {  # study name -> (config changes, the paper's Table I top-1 after 400 epochs or None)
     "ViT-3": (dict(layers="0-3"), 0.823),
     "ViT-4": (dict(layers="0-4"), 0.843),

@@ -40,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ravit_keras import runs  # noqa: E402
+from ravit_keras import run_calibration, runs  # noqa: E402
 from ravit_keras.config import format_layers  # noqa: E402
 from ravit_keras.deploy.measurement.profiling import cpu_description  # noqa: E402
 from ravit_keras.io_utils import atomic_directory  # noqa: E402
@@ -62,7 +62,7 @@ TRAIN_FLAGS = {
     "RAViT 1-3": "--layers 1-3",
     "RAViT 1-3 LIT": "--layers 1-3 --mlp-layers 0-1",
 }
-RESERVED = runs.ReservedTestImages(images=2000, seed=0, of=10000)
+RESERVED = run_calibration.ReservedTestImages(images=2000, seed=0, of=10000)
 DATA_DESCRIPTION = (
     "CIFAR-10, the official split (https://www.cs.toronto.edu/~kriz/cifar.html, what keras.datasets.cifar10 "
     "downloads): trained on all 50,000 training images. The copy the study read kept the original pixels of "

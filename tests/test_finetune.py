@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from ravit_keras import runs
+from ravit_keras import run_calibration, runs
 from ravit_keras.config import get_config
 from ravit_keras.data import generated_class_names, load_split, make_pipeline
 from ravit_keras.model import RAViT, load_ravit
@@ -298,5 +298,5 @@ def test_finetuning_a_trained_run_beats_the_same_budget_from_scratch(trained_sou
     assert record["class_names"] == generated_class_names(5)
     assert record["model"]["hidden_dim"] == 32 and record["model"]["num_classes"] == 5  # No --arch needed.
     assert record["model"]["mean"] == json.loads((trained_source / runs.RECORD_FILE).read_text())["model"]["mean"]
-    plan = runs.calibration_plan(tmp_path / "finetuned")
-    assert plan.split == "calibration" and plan.fraction == runs.default_calibration_holdout(300)
+    plan = run_calibration.calibration_plan(tmp_path / "finetuned")
+    assert plan.split == "calibration" and plan.fraction == run_calibration.default_calibration_holdout(300)

@@ -1,11 +1,11 @@
 """Statistics where decisions are made on few images (``ravit_keras.exits.intervals``),
-the default calibration holdout (``runs.default_calibration_holdout``) and ``--mode auto``'s
+the default calibration holdout (``run_calibration.default_calibration_holdout``) and ``--mode auto``'s
 criterion (``mode_selection.choose_mode``)."""
 
 import numpy as np
 import pytest
 
-from ravit_keras import runs
+from ravit_keras import run_calibration, runs
 from ravit_keras.deploy.runtime import policy
 from ravit_keras.exits.intervals import (
     bootstrap_mean_interval,
@@ -120,10 +120,10 @@ def test_operating_point_interval_round_trips_through_the_policy():
     (1, 0.20, 0.2),         # Tiny: still the cap.
 ])
 def test_default_calibration_holdout(n, share, images):
-    assert runs.default_calibration_holdout(n) == pytest.approx(share)
-    assert runs.default_calibration_holdout(n) * n == pytest.approx(images)
+    assert run_calibration.default_calibration_holdout(n) == pytest.approx(share)
+    assert run_calibration.default_calibration_holdout(n) * n == pytest.approx(images)
     with pytest.raises(ValueError):
-        runs.default_calibration_holdout(0)
+        run_calibration.default_calibration_holdout(0)
 
 
 def test_the_default_holdout_is_of_the_whole_split_and_a_resumed_run_keeps_its_own(tmp_path):

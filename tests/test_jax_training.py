@@ -210,15 +210,15 @@ def test_another_backend_than_the_loaded_one_is_refused(tmp_path, capsys):
 
 
 def test_resume_on_the_other_backend_is_refused(tmp_path):
-    from ravit_keras.train import TrainingConfig, _check_resume_compatible
+    from ravit_keras.train import TrainingConfig, check_resume_compatible
 
     config = get_config("tiny", layers="0-1")
     training = TrainingConfig(epochs=2)
     runs.write_record(tmp_path, config.to_dict(), training.__dict__, backend="jax")
     assert runs.recorded_backend(tmp_path) == "jax"
     with pytest.raises(ValueError, match="trained on the jax backend; resume it with --backend jax"):
-        _check_resume_compatible(tmp_path, config, training, None, "tensorflow")
-    _check_resume_compatible(tmp_path, config, training, None, "jax")
+        check_resume_compatible(tmp_path, config, training, None, "tensorflow")
+    check_resume_compatible(tmp_path, config, training, None, "jax")
 
 
 RESUME = """

@@ -14,7 +14,7 @@ import re
 import numpy as np
 import pytest
 
-from ravit_keras import presets, runs
+from ravit_keras import presets, run_calibration, runs
 from ravit_keras.deploy.runtime.manifest import load_manifest
 from ravit_keras.presets.metadata import METADATA_FILE
 
@@ -43,7 +43,7 @@ def test_shipped_int8_matches_its_submodels_and_the_presets_record(name):
     assert sum(p.stat().st_size for p in int8.iterdir()) <= MAX_INT8_BYTES
     if len(manifest.exits) > 1:
         # Thresholds calibrated on exactly the test images the record sets aside.
-        reserved = runs.reserved_test_images(folder)
+        reserved = run_calibration.reserved_test_images(folder)
         cal = manifest.calibration
         assert cal is not None
         assert (cal.split, cal.images, cal.seed, cal.of) == ("test", reserved.images, reserved.seed, reserved.of)
@@ -170,6 +170,6 @@ def test_run_on_cifar10_leaves_out_the_presets_calibration_images(tmp_path, caps
                  "--per-image", str(answers)]) == 0
     out = capsys.readouterr().out
     assert "note: reporting on 20 test images: the 2000 that calibrated preset:ravit_1-3_cifar10's" in out
-    reported = runs.ReservedTestImages(2000, 0, 10000).reported_index(10000)[:20]
+    reported = run_calibration.ReservedTestImages(2000, 0, 10000).reported_index(10000)[:20]
     rows = json.loads(answers.read_text())  # One object per image, in the order streamed.
     assert [r["true_label"] for r in rows] == [names[i] for i in y[reported]]

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from ravit_keras import presets, runs
+from ravit_keras import presets, run_calibration, runs
 from tests.data.builders import SHARED_DATA
 
 CIFAR10_PRESETS = [n for n in presets.available_presets() if n.endswith("_cifar10")]
@@ -70,8 +70,8 @@ def test_cifar10_presets_are_the_213_epoch_runs_and_calibrate_on_reserved_test_i
     folder = presets.preset_dir(name)
     record = runs.load_record(folder)
     assert record["training"]["epochs"] == 213 and record["training"]["backend"] == "jax"
-    assert runs.reserved_test_images(folder) == runs.ReservedTestImages(2000, 0, 10000)
-    plan = runs.calibration_plan(folder)
+    assert run_calibration.reserved_test_images(folder) == run_calibration.ReservedTestImages(2000, 0, 10000)
+    plan = run_calibration.calibration_plan(folder)
     assert plan.split == "test" and plan.test_images is not None
     from ravit_keras.train import load_run_config
 

@@ -619,7 +619,7 @@ def test_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch,
 @pytest.mark.slow
 def test_thresholds_are_calibrated_on_images_the_training_never_saw(tmp_path, capsys):
     code, out, _ = _cli(capsys, *TRAIN, "--epochs", "1", "--limit-train", "400", "--out", tmp_path / "run")
-    # runs.default_calibration_holdout: 500 images would be more than 20 % of 400, so 20 % of each class.
+    # run_calibration.default_calibration_holdout: 500 images would be more than 20 % of 400, so 20 % of each class.
     assert code == 0 and "on 320 images" in out
     record = json.loads((tmp_path / "run" / runs.RECORD_FILE).read_text())
     assert record["data"]["calibration_holdout"] == 0.2

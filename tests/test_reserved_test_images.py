@@ -1,7 +1,7 @@
 """A model trained on every training image calibrates on test images its record sets aside.
 
 The record says ``data: {"calibration": {"split": "test", "images": K, "seed": S, "of": N}}``
-(``runs.ReservedTestImages``): thresholds are calibrated on exactly those K test
+(``run_calibration.ReservedTestImages``): thresholds are calibrated on exactly those K test
 images and every early-exit figure is reported on the other N - K.
 """
 
@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from ravit_keras import runs
+from ravit_keras import run_calibration, runs
 
 NUM_TEST, RESERVED, SEED = 100, 30, 0
 
@@ -42,28 +42,28 @@ def _positions(split):
 
 def test_the_record_sets_test_images_aside_and_auto_calibrates_on_them(tmp_path):
     run = _record(tmp_path / "run")
-    reserved = runs.reserved_test_images(run)
-    assert reserved == runs.ReservedTestImages(RESERVED, SEED, NUM_TEST)
+    reserved = run_calibration.reserved_test_images(run)
+    assert reserved == run_calibration.ReservedTestImages(RESERVED, SEED, NUM_TEST)
     assert reserved.to_record() == {"split": "test", "images": RESERVED, "seed": SEED, "of": NUM_TEST}
     # The same images any tool draws from the seed (e.g. over saved test logits).
     expected = np.sort(np.random.default_rng(SEED).permutation(NUM_TEST)[:RESERVED])
     assert reserved.calibration_index(NUM_TEST).tolist() == expected.tolist()
     assert sorted(reserved.reported_index(NUM_TEST).tolist() + expected.tolist()) == list(range(NUM_TEST))
-    plan = runs.calibration_plan(run)
+    plan = run_calibration.calibration_plan(run)
     assert plan.split == "test" and plan.test_images == reserved and plan.carve_fraction == 0.0
     assert "set aside" in plan.note and "other 70" in plan.description
-    assert runs.calibration_plan(run, "test").test_images == reserved  # The same images when asked for.
-    assert runs.calibration_plan(run, "train").test_images is None
+    assert run_calibration.calibration_plan(run, "test").test_images == reserved  # The same images when asked for.
+    assert run_calibration.calibration_plan(run, "train").test_images is None
     with pytest.raises(ValueError, match="records no calibration holdout"):
-        runs.calibration_plan(run, "calibration")
+        run_calibration.calibration_plan(run, "calibration")
     with pytest.raises(ValueError, match="this test split has 99 images"):
         reserved.calibration_index(99)
-    assert runs.reserved_test_images(tmp_path / "nowhere") is None
+    assert run_calibration.reserved_test_images(tmp_path / "nowhere") is None
 
 
 def test_a_training_holdout_still_wins(tmp_path):
     run = _record(tmp_path / "run", calibration_holdout=0.05)
-    assert runs.calibration_plan(run).split == "calibration"
+    assert run_calibration.calibration_plan(run).split == "calibration"
 
 
 def test_calibration_loads_exactly_the_reserved_images_and_reports_on_the_rest(tmp_path):
@@ -74,7 +74,7 @@ def test_calibration_loads_exactly_the_reserved_images_and_reports_on_the_rest(t
     notes = []
     cal, where = load_calibration(source, run, image_size=(32, 32), num_classes=10, num_images=500,
                                   notes=notes.append)
-    reserved = runs.reserved_test_images(run)
+    reserved = run_calibration.reserved_test_images(run)
     assert _positions(cal) == reserved.calibration_index(NUM_TEST).tolist()
     assert "set aside" in where and any("set aside" in n for n in notes)
     cal, _ = load_calibration(source, run, image_size=(32, 32), num_classes=10, num_images=20, notes=notes.append)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ravit_keras import runs
+from ravit_keras import run_calibration, runs
 from tests.no_tensorflow import run_without_tensorflow
 
 
@@ -32,23 +32,23 @@ def test_class_names_come_from_the_record_when_they_fit(tmp_path):
 
 def test_calibration_plan_prefers_the_runs_holdout(tmp_path):
     run = _record(tmp_path / "run", data={"calibration_holdout": 0.05}, training={"seed": 3})
-    plan = runs.calibration_plan(run)
+    plan = run_calibration.calibration_plan(run)
     assert (plan.split, plan.fraction, plan.seed, plan.note) == ("calibration", 0.05, 3, None)
     assert plan.carve_fraction == 0.05 and "never trained on" in plan.description
-    assert runs.calibration_plan(run, "test").carve_fraction == 0.0
+    assert run_calibration.calibration_plan(run, "test").carve_fraction == 0.0
 
 
 def test_calibration_plan_without_a_holdout_notes_the_optimism(tmp_path):
-    plan = runs.calibration_plan(tmp_path / "model.keras")
+    plan = run_calibration.calibration_plan(tmp_path / "model.keras")
     assert plan.split == "train" and "optimistic" in plan.note
     with pytest.raises(ValueError, match="records no calibration holdout"):
-        runs.calibration_plan(tmp_path / "model.keras", "calibration")
+        run_calibration.calibration_plan(tmp_path / "model.keras", "calibration")
 
 
 def test_calibration_size_has_a_floor():
-    runs.check_calibration_size(runs.MIN_CALIBRATION_IMAGES)
-    with pytest.raises(ValueError, match=f"give at least {runs.MIN_CALIBRATION_IMAGES}"):
-        runs.check_calibration_size(runs.MIN_CALIBRATION_IMAGES - 1)
+    run_calibration.check_calibration_size(run_calibration.MIN_CALIBRATION_IMAGES)
+    with pytest.raises(ValueError, match=f"give at least {run_calibration.MIN_CALIBRATION_IMAGES}"):
+        run_calibration.check_calibration_size(run_calibration.MIN_CALIBRATION_IMAGES - 1)
 
 
 def test_record_round_trip_and_strict_load(tmp_path):

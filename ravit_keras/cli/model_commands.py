@@ -201,7 +201,7 @@ def cmd_eval(args) -> int:
 
 def cmd_convert(args) -> int:
     """Submodels and manifest (``deploy.convert``, or ``convert_fastest`` for --mode auto)."""
-    from ravit_keras import runs
+    from ravit_keras import run_calibration, runs
     from ravit_keras.data.source import naming_bad_images
     from ravit_keras.deploy.export.convert import ConversionOptions, convert
     from ravit_keras.deploy.export.mode_selection import convert_fastest
@@ -215,13 +215,13 @@ def cmd_convert(args) -> int:
     config = model.ravit_config
     split, cal_where = load_calibration(args, config, runs.class_names(args.model, config.num_classes))
     images, labels = naming_bad_images(split, split.as_numpy)
-    runs.check_calibration_size(len(images))
+    run_calibration.check_calibration_size(len(images))
     say(f"Converting RAViT {config.layer_spec} to {args.mode} submodels: int8 ranges from "
         f"{min(args.quantization_images, len(images))} and thresholds from {len(images)} "
         f"{args.data} {cal_where}")
     options = ConversionOptions(num_calibration=args.quantization_images)
     # The same images as fields: `ravit run` leaves them out of what it reports on.
-    plan = runs.calibration_plan(args.model, args.calibration_split)
+    plan = run_calibration.calibration_plan(args.model, args.calibration_split)
     cal_set = CalibrationSet.from_dict(plan.record(len(images), data_source(args).location_name))
     if args.mode == "auto":
         manifest = convert_fastest(model, args.out, images, labels, class_names=split.class_names,

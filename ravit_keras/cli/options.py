@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ravit_keras import runs
+from ravit_keras import run_calibration
 from ravit_keras.console import plural
 from ravit_keras.deploy.runtime.modes import MODES as CONVERSION_MODES
 
@@ -351,14 +351,14 @@ def thresholds_parent() -> argparse.ArgumentParser:
 
 
 def calibration_parent() -> argparse.ArgumentParser:
-    """The labelled images the thresholds are calibrated on (``runs.calibration_plan``)."""
+    """The labelled images the thresholds are calibrated on (``run_calibration.calibration_plan``)."""
     p = _parent()
     g = p.add_argument_group("calibration")
     # One default for eval, convert and bench: the same images give the same thresholds.
-    g.add_argument("--calibration-images", type=positive_int, default=runs.DEFAULT_CALIBRATION_IMAGES,
+    g.add_argument("--calibration-images", type=positive_int, default=run_calibration.DEFAULT_CALIBRATION_IMAGES,
                    help="how many labelled images (at most) the early-exit thresholds are calibrated on "
                         "(the same in eval, convert and bench)")
-    g.add_argument("--calibration-split", default="auto", choices=runs.CALIBRATION_SPLITS,
+    g.add_argument("--calibration-split", default="auto", choices=run_calibration.CALIBRATION_SPLITS,
                    help="split they are taken from. auto: the training images `ravit train` held out "
                         "(--calibration-holdout), which the model never saw; without that record, the "
                         "training split, with a note that this is optimistic")

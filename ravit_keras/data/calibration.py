@@ -2,12 +2,12 @@
 
 Which split (the run's held-out training images, the test images the run
 record sets aside, else the training or test split) is
-``ravit_keras.runs.calibration_plan``'s choice; this reads it, so ``ravit eval``,
+``ravit_keras.run_calibration.calibration_plan``'s choice; this reads it, so ``ravit eval``,
 ``convert``, ``bench`` and a notebook calibrate on the same images.
 
 ``load_reported`` is the other side: the images a figure is reported on, which
 for a model whose record sets test images aside for calibration
-(``runs.ReservedTestImages``) is the test split without those images whenever
+(``run_calibration.ReservedTestImages``) is the test split without those images whenever
 thresholds are calibrated.
 """
 
@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ravit_keras import runs
+from ravit_keras import run_calibration, runs
 from ravit_keras.data.source import DataSource, matched
 
 
@@ -36,13 +36,13 @@ def load_calibration(source: DataSource, model_path: str | os.PathLike, *, image
         image_size, num_classes: the model's input size and classes.
         num_images: how many images to take.
         model_classes: the model's class names (default: its run record's).
-        split: "auto", "calibration", "train" or "test" (``runs.calibration_plan``).
+        split: "auto", "calibration", "train" or "test" (``run_calibration.calibration_plan``).
         notes: receives the caveats (an optimistic split, labels remapped).
 
     Returns:
         ``(DataSplit, description)``, e.g. ``(..., "training images")``.
     """
-    plan = runs.calibration_plan(model_path, split)
+    plan = run_calibration.calibration_plan(model_path, split)
     if plan.note:
         notes(plan.note)
     if model_classes is None:
@@ -58,8 +58,8 @@ def load_calibration(source: DataSource, model_path: str | os.PathLike, *, image
     return matched(loaded, model_classes, f"{source.data} {plan.split}", notes), plan.description
 
 
-def _reserved_test_calibration(source: DataSource, reserved: runs.ReservedTestImages, image_size, num_classes,
-                               num_images: int, model_classes, notes):
+def _reserved_test_calibration(source: DataSource, reserved: run_calibration.ReservedTestImages, image_size,
+                               num_classes, num_images: int, model_classes, notes):
     """Exactly the test images the run record sets aside (the first ``num_images`` of them)."""
     test = source.load("test", image_size, num_classes)
     calibration = test.subset(reserved.calibration_index(test.num_examples))
@@ -75,7 +75,7 @@ def load_reported(source: DataSource, model_path: str | os.PathLike, split: str,
     """The images a model's figures on ``split`` are reported on, and how many were set aside.
 
     For the test split of a model whose run record sets test images aside for
-    calibration (``runs.ReservedTestImages``), those images are left out when
+    calibration (``run_calibration.ReservedTestImages``), those images are left out when
     ``calibrating`` (thresholds calibrated on them, or taken from a conversion that
     was): the figures are measured on the rest only. Without calibration (no early
     exit, or thresholds given by hand) the whole split is reported, with a note
@@ -85,7 +85,7 @@ def load_reported(source: DataSource, model_path: str | os.PathLike, split: str,
     Returns:
         ``(DataSplit, excluded)``: the split and how many images were left out (0: none).
     """
-    reserved = runs.reserved_test_images(model_path) if split == "test" else None
+    reserved = run_calibration.reserved_test_images(model_path) if split == "test" else None
     if reserved is None:
         return source.load(split, image_size, num_classes, limit), 0
     test = source.load(split, image_size, num_classes)

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ravit_keras import runs
+from ravit_keras import run_calibration, runs
 from ravit_keras.config import RAViTConfig
 from ravit_keras.console import plural
 from ravit_keras.data.source import DataSource, naming_bad_images
@@ -54,7 +54,7 @@ def train_from_data(
         num_classes: the classes the user asked for; None sizes the heads for the data.
         calibration_holdout: share of each class's training images kept out of
             training for calibrating thresholds (0: none; None: the rule of
-            ``runs.default_calibration_holdout``, by the training split's size).
+            ``run_calibration.default_calibration_holdout``, by the training split's size).
         limit_train, limit_test: use only the first N images.
         validate: evaluate on the test split after each epoch.
         normalization: "auto", "preset" or "data" (``choose_normalization``).
@@ -135,7 +135,7 @@ def finetune_from_data(
                                 init_record=init_record, **{**_DEFAULTS, **kwargs})
 
 
-# calibration_holdout None: runs.default_calibration_holdout's rule for the data's size.
+# calibration_holdout None: run_calibration.default_calibration_holdout's rule for the data's size.
 _DEFAULTS = dict(calibration_holdout=None, limit_train=None, limit_test=None, validate=False, name=None,
                  strategy=None, verbose="auto")
 
@@ -244,7 +244,7 @@ def fit_batches(split, config: RAViTConfig, recipe: TrainingConfig, *, training:
 
 
 def _default_holdout(source: DataSource, config: RAViTConfig, limit_train: int | None, out_dir) -> float:
-    """``runs.default_calibration_holdout`` of the whole training split (the holdout is carved
+    """``run_calibration.default_calibration_holdout`` of the whole training split (the holdout is carved
     before any --limit-train; the generated set is the images drawn), or the share an
     unfinished run in ``out_dir`` began with, so that it resumes on the same images."""
     record = runs.read_record(out_dir) if os.path.isdir(out_dir) else {}
@@ -253,4 +253,4 @@ def _default_holdout(source: DataSource, config: RAViTConfig, limit_train: int |
         return float(recorded)
     drawn = (limit_train or runs.DEFAULT_GENERATED_IMAGES) if source.is_generated else None
     total = drawn or source.load("train", config.image_size, None).num_examples
-    return runs.default_calibration_holdout(total) if total else 0.0
+    return run_calibration.default_calibration_holdout(total) if total else 0.0

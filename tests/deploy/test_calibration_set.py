@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ravit_keras import runs
+from ravit_keras import run_calibration, runs
 from ravit_keras.deploy.runtime.calibration_set import CalibrationSet
 from ravit_keras.deploy.runtime.manifest import Manifest, ManifestError, load_manifest
 
@@ -26,7 +26,7 @@ def test_entry_round_trips_and_names_the_seeded_images():
     entry = CalibrationSet.from_dict(RESERVED)
     assert entry.to_dict() == RESERVED
     # The same images as the run record's ReservedTestImages.
-    expected = runs.ReservedTestImages(4, 3, 12).calibration_index(12)
+    expected = run_calibration.ReservedTestImages(4, 3, 12).calibration_index(12)
     assert entry.excluded_index("test", 12).tolist() == expected.tolist()
     assert entry.excluded_index("train", 12) is None  # Another split holds none of them.
     assert entry.excluded_index("test", 13) is None   # Nor a test split of another size.
@@ -50,12 +50,13 @@ def test_a_bad_entry_is_refused_naming_its_key(change, key):
 
 
 def test_plan_records_what_calibrated(tmp_path):
+    reserved = run_calibration.ReservedTestImages(200, 0, 1000)
     runs.write_record(tmp_path, {"name": "x"}, {"seed": 5}, ["a", "b"],
-                      {"calibration_holdout": 0.0, "calibration": runs.ReservedTestImages(200, 0, 1000).to_record()})
-    assert runs.calibration_plan(tmp_path).record(150, "data.npz") == {
+                      {"calibration_holdout": 0.0, "calibration": reserved.to_record()})
+    assert run_calibration.calibration_plan(tmp_path).record(150, "data.npz") == {
         "source": "data.npz", "split": "test", "images": 200, "seed": 0, "of": 1000}
     runs.write_record(tmp_path, {"name": "x"}, {"seed": 5}, ["a", "b"], {"calibration_holdout": 0.05})
-    assert runs.calibration_plan(tmp_path).record(150, "generated") == {
+    assert run_calibration.calibration_plan(tmp_path).record(150, "generated") == {
         "source": "generated", "split": "calibration", "images": 150, "seed": 5, "fraction": 0.05}
 
 

@@ -7,7 +7,7 @@ calibrated on (as ``ravit eval`` does from a run record)::
     "calibration": {"source": "cifar-10-batches-py", "split": "test",
                     "images": 2000, "seed": 0, "of": 10000, "used": 2000}
 
-``split`` is "test" (test images set aside: ``runs.ReservedTestImages``, the images
+``split`` is "test" (test images set aside: ``run_calibration.ReservedTestImages``, the images
 ``numpy.random.default_rng(seed).permutation(of)[:images]``; without ``seed``, the
 first ``images`` of the split), "calibration" (training images the run held out and
 never trained on) or "train". ``used`` is how many of them calibrated (at most
@@ -72,7 +72,7 @@ class CalibrationSet:
             return None
         if self.seed is None:  # The first images of the split.
             return np.arange(min(self.images, int(num_images)))
-        from ravit_keras.runs import ReservedTestImages
+        from ravit_keras.run_calibration import ReservedTestImages
 
         return ReservedTestImages(self.images, self.seed, self.of).calibration_index(num_images)
 
