@@ -8,6 +8,7 @@ of accuracy vs MFLOPs. Re-running resumes unfinished trainings.
     python benchmarks/cifar10_study.py --data ../shared/data-materialised/cifar-10-batches-py \
         --epochs 3 --out runs/cifar10_study
     python benchmarks/cifar10_study.py --backend jax ...   # Keras on JAX: no TensorFlow imported
+    python benchmarks/cifar10_study.py --recipe strong ... # the stronger recipe (``ravit train --recipe``)
 
 ``--backend`` (default: Keras's own setting) is read from the command line before
 Keras is imported; on JAX the data are NumPy batches augmented inside the step.
@@ -51,6 +52,7 @@ from ravit_keras.train import (  # noqa: E402
     training_seconds,
 )
 from ravit_keras.training.from_data import fit_batches  # noqa: E402
+from ravit_keras.training.recipes import RECIPES, recipe_settings  # noqa: E402
 
 # name -> config changes. "LIT": the first full-resolution layer of RAViT 1-3 is an
 # attention-free MLP block (LIT, "Less is More: Pay Less Attention"). "w25-75": exit
@@ -105,6 +107,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser, *, epochs: int, batch_size:
     p.add_argument("--limit-train", type=int, help="use only the first N training images")
     p.add_argument("--dtype-policy", default="float32", choices=("float32", "mixed_bfloat16"))
     p.add_argument("--xla", default="auto", choices=("auto", "on", "off"))
+    p.add_argument("--recipe", default="paper", choices=RECIPES,
+                   help="paper (pad-crop-flip) or strong (RandAugment, CutMix/MixUp, label smoothing, drop path, "
+                        "random erasing: `ravit train --recipe`)")
     p.add_argument("--backend", choices=BACKENDS,
                    help="Keras backend (default: Keras's own setting); read before Keras is imported")
 
@@ -128,10 +133,12 @@ def run_study(base, models: dict, train_split, test_split, args, out: Path, data
     ``out/accuracy_vs_mflops.png``; each model's run folder is ``out/<name>``.
     """
     out.mkdir(parents=True, exist_ok=True)
+    settings = recipe_settings(getattr(args, "recipe", "paper"))
+    drop_path_rate = settings.pop("drop_path_rate")
     recipe = TrainingConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=0,
-        dtype_policy=args.dtype_policy, xla=args.xla,
+        dtype_policy=args.dtype_policy, xla=args.xla, **settings,
     )
     results = {"recipe": recipe.__dict__, "train_images": train_split.num_examples,
                "test_images": test_split.num_examples, "models": {}}
@@ -143,7 +150,7 @@ def run_study(base, models: dict, train_split, test_split, args, out: Path, data
     if earlier.get("recipe") == results["recipe"]:
         results["models"].update({n: e for n, e in previous.items() if n not in models})
     for name, changes in models.items():
-        config = base.replace(**changes)
+        config = base.replace(**{"drop_path_rate": drop_path_rate, **changes})
         run = out / name.replace(" ", "_")
         entry = {"layers": _describe_layers(config), "mflops": 2 * flops.model_macs(config) / 1e6}
         if throughput_steps:
@@ -215,7 +222,8 @@ def format_markdown(results, args) -> str:
     lines = [
         f"Budget: {args.epochs} epochs on {results['train_images']} training images, batch "
         f"{args.batch_size}, AdamW lr {args.lr} wd {args.weight_decay}, cosine, warm-up "
-        f"{args.warmup_epochs} epochs; test on {results['test_images']} images.",
+        f"{args.warmup_epochs} epochs, {getattr(args, 'recipe', 'paper')} recipe; test on "
+        f"{results['test_images']} images.",
         "",
         "| model | layers | MFLOPs | top-1 (%) | per-exit top-1 (%) | train images/s |",
         "|---|---|---|---|---|---|",

@@ -191,8 +191,15 @@ def evaluate_baselines(baselines: Mapping[str, str], data, batch_size: int = 256
     return points
 
 
-def format_report(report: Mapping[str, Any]) -> str:
-    """A short human-readable summary of ``evaluate_logits``'s report."""
+def report_warnings(report: Mapping[str, Any]) -> list[str]:
+    """The report's warnings, one line each (calibration images too few for the budget asked)."""
+    calibrated = report.get("calibrated") or {}
+    return [calibrated["warning"]] if "warning" in calibrated else []
+
+
+def format_report(report: Mapping[str, Any], *, warnings: bool = True) -> str:
+    """A short human-readable summary of ``evaluate_logits``'s report (``warnings=False``: without
+    the warning lines, which ``report_warnings`` gives, for a caller that prints them apart)."""
     from ravit_keras.console import plural
 
     lines = [
@@ -235,7 +242,7 @@ def format_report(report: Mapping[str, Any]) -> str:
                 f"  on the calibration images: accuracy {100 * k['accuracy']:.2f}% "
                 f"[{100 * iv['accuracy'][0]:.1f}, {100 * iv['accuracy'][1]:.1f}], {k['avg_mflops']:.2f} MFLOPs "
                 f"[{mflops[0]:.2f}, {mflops[1]:.2f}] ({100 * iv['confidence']:g} % intervals)")
-        if "warning" in c:
+        if "warning" in c and warnings:
             lines.append(f"warning: {c['warning']}")
     if "per_class" in report:
         point = report["operating_point"]["name"]

@@ -51,3 +51,18 @@ def test_eval_command_on_a_trained_model(tflite_trained_ravit, tmp_path, capsys)
     budget = 0.7 * flops.model_macs(tflite_trained_ravit.config)
     assert report["calibrated"]["on_calibration_split"]["avg_macs"] <= budget
     assert (out / "accuracy_vs_mflops.png").exists()
+
+
+def test_eval_warns_on_stderr_when_the_calibration_images_cannot_resolve_the_budget(tflite_trained_ravit, tmp_path,
+                                                                                      capsys):
+    """The warning goes where convert's goes (stderr); the report on stdout and report.json keep it apart."""
+    model_path = tmp_path / "model.keras"
+    tflite_trained_ravit.model.save(model_path)
+    assert main(["eval", "--model", str(model_path), "--data", "generated", "--limit", "100",
+                 "--mac-budget", "0.7", "--calibration-images", "30", "--out", str(tmp_path / "eval")]) == 0
+    out, err = capsys.readouterr()
+    assert "warning" not in out
+    assert err.strip().startswith("ravit eval: warning: 30 calibration images are too few") and err.count("\n") == 1
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["calibrated"]["warning"].startswith("30 calibration images are too few")
+    assert "warning: 30 calibration images" in format_report(report)  # The library's summary still says it.

@@ -25,7 +25,7 @@ PACKAGE_DIR = Path(ravit_keras.__file__).parent
 # Layer of every top-level part of the package; a module may import only parts of
 # a layer at or below its own (and, within one part, its own modules).
 LAYERS = {
-    "_lazy": 0, "io_utils": 0, "config": 0, "images": 0, "console": 0, "runs": 0,
+    "_lazy": 0, "io_utils": 0, "config": 0, "images": 0, "console": 0, "runs": 0, "run_calibration": 0,
     "model": 1, "data": 1,
     "exits": 2,
     "train": 3, "training": 3, "evaluation": 3,

@@ -60,6 +60,13 @@ def test_tinyimagenet_study_trains_reports_and_resumes(tmp_path):
     assert tinyimagenet_study.main([*argv, "--models", "ViT-3", "--lr", "0.01"]) == 0
     assert set(json.loads((out / "results.json").read_text())["models"]) == {"ViT-3"}
 
+    # The stronger recipe (--recipe strong): its settings in the run and the report, its own rows.
+    strong = tmp_path / "strong"
+    assert tinyimagenet_study.main([*argv, "--out", str(strong), "--models", "ViT-3", "--recipe", "strong"]) == 0
+    record = json.loads((strong / "ViT-3" / "config.json").read_text())
+    assert record["model"]["drop_path_rate"] == 0.1 and record["training"]["cutmix_alpha"] == 1.0
+    assert "strong recipe" in (strong / "results.md").read_text()
+
 
 @pytest.mark.parametrize("study", ["cifar10_study", "tinyimagenet_study"])
 def test_an_unknown_model_is_a_usage_error_before_any_data_is_read(study, tmp_path, capsys):

@@ -154,6 +154,7 @@ def cmd_eval(args) -> int:
         evaluate_logits,
         format_report,
         predict_exit_logits,
+        report_warnings,
     )
     from ravit_keras.io_utils import check_writable_file
     from ravit_keras.model import flops
@@ -191,7 +192,9 @@ def cmd_eval(args) -> int:
         baselines=baselines or None, class_names=split.class_names, out_dir=args.out,
         calibration_source=cal_where,
     )
-    print(format_report(report))
+    print(format_report(report, warnings=False))
+    for warning in report_warnings(report):  # On stderr, as convert's: the report is the output.
+        print(f"ravit eval: warning: {warning}", file=sys.stderr)
     for name, (m, a) in baselines.items():
         print(f"baseline {name}: {100 * a:.2f}% at {m:.2f} MFLOPs")
     if args.out:
