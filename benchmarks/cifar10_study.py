@@ -52,7 +52,7 @@ from ravit_keras.train import (  # noqa: E402
     training_seconds,
 )
 from ravit_keras.training.from_data import fit_batches  # noqa: E402
-from ravit_keras.training.recipes import RECIPES, recipe_settings  # noqa: E402
+from ravit_keras.training.recipes import RECIPES, model_and_training_settings, recipe_settings  # noqa: E402
 
 # name -> config changes. "LIT": the first full-resolution layer of RAViT 1-3 is an
 # attention-free MLP block (LIT, "Less is More: Pay Less Attention"). "w25-75": exit
@@ -133,8 +133,7 @@ def run_study(base, models: dict, train_split, test_split, args, out: Path, data
     ``out/accuracy_vs_mflops.png``; each model's run folder is ``out/<name>``.
     """
     out.mkdir(parents=True, exist_ok=True)
-    settings = recipe_settings(getattr(args, "recipe", "paper"))
-    drop_path_rate = settings.pop("drop_path_rate")
+    drop_path_rate, settings = model_and_training_settings(recipe_settings(getattr(args, "recipe", "paper")))
     recipe = TrainingConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=0,

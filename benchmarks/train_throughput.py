@@ -57,14 +57,14 @@ def worker(args) -> int:
     from ravit_keras.model import RAViT
     from ravit_keras.train import TrainingConfig, compile_ravit, make_optimizer
     from ravit_keras.training.from_data import fit_batches
-    from ravit_keras.training.recipes import recipe_settings
+    from ravit_keras.training.recipes import model_and_training_settings, recipe_settings
 
     backend = keras.backend.backend()
     rng = np.random.default_rng(0)
     runs = {}
     for spec, policy, xla, recipe_name in _combos(args, backend):
-        settings = recipe_settings(recipe_name)
-        config = get_config(args.config, layers=spec, drop_path_rate=settings.pop("drop_path_rate"))
+        drop_path_rate, settings = model_and_training_settings(recipe_settings(recipe_name))
+        config = get_config(args.config, layers=spec, drop_path_rate=drop_path_rate)
         n = args.batch_size * args.steps
         x = rng.integers(0, 256, (n, *config.image_size, 3), dtype=np.uint8)
         names = [str(i) for i in range(config.num_classes)]

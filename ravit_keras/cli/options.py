@@ -285,7 +285,7 @@ def recipe_parent() -> argparse.ArgumentParser:
 def recipe_from_args(args) -> tuple[float, dict]:
     """``(drop_path_rate, TrainingConfig fields)`` of the recipe flags: the named recipe's
     settings, each overridden by its flag when given."""
-    from ravit_keras.training.recipes import recipe_settings
+    from ravit_keras.training.recipes import model_and_training_settings, recipe_settings
 
     settings = recipe_settings(args.recipe)
     given = dict(label_smoothing=args.label_smoothing, cutmix_alpha=args.cutmix, mixup_alpha=args.mixup,
@@ -293,7 +293,7 @@ def recipe_from_args(args) -> tuple[float, dict]:
     if args.rand_augment is not None:
         given["rand_augment_ops"], given["rand_augment_magnitude"] = args.rand_augment
     settings.update({k: v for k, v in given.items() if v is not None})
-    return settings.pop("drop_path_rate"), settings
+    return model_and_training_settings(settings)
 
 
 def data_parent() -> argparse.ArgumentParser:

@@ -36,6 +36,13 @@ def recipe_settings(name: str) -> dict[str, Any]:
     return dict(STRONG_RECIPE if name == "strong" else PAPER_RECIPE)
 
 
+def model_and_training_settings(settings: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """``(drop_path_rate, TrainingConfig fields)`` of a recipe's settings: the drop path belongs to
+    the model's config, the rest to ``TrainingConfig``."""
+    fields = dict(settings)
+    return fields.pop("drop_path_rate"), fields
+
+
 def recipe_name(training_fields: dict[str, Any], drop_path_rate: float) -> str:
     """"paper" or "strong" if these settings are that recipe's, else "custom"."""
     settings = {**{k: training_fields.get(k, 0) for k in PAPER_RECIPE}, "drop_path_rate": drop_path_rate}
